@@ -1,0 +1,1 @@
+//! takedown-bank (being written).

@@ -1,0 +1,1 @@
+//! takedown-enrich (being written).

@@ -1,0 +1,1 @@
+//! takedown-sinkhole (being written).

@@ -1,0 +1,1 @@
+//! takedown-store (being written).
