@@ -1,1 +1,85 @@
-fn main() {}
+//! The `takedown` command line: thin glue over the library crates.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Botnet disruption intelligence and known-image detection.
+#[derive(Debug, Parser)]
+#[command(name = "takedown", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand shares.
+#[derive(Debug, clap::Args)]
+pub struct Global {
+    /// Directory holding all state: the store, bank indexes and enrichment data.
+    /// Defaults to `$XDG_DATA_HOME/takedown`, else `~/.local/share/takedown`.
+    #[arg(long = "data", env = "TAKEDOWN_DATA", global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Log filter, such as `info` or `takedown_sinkhole=debug`.
+    #[arg(long, env = "TAKEDOWN_LOG", global = true, default_value = "warn")]
+    log: String,
+}
+
+impl Global {
+    /// The data directory, created if missing.
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = match &self.data {
+            Some(d) => d.clone(),
+            None => default_data_dir()?,
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot create data directory {}: {e}; choose another with --data DIR or TAKEDOWN_DATA",
+                dir.display()
+            )
+        })?;
+        Ok(dir)
+    }
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return Ok(PathBuf::from(x).join("takedown"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/takedown")),
+        None => anyhow::bail!("no data directory: pass --data DIR or set TAKEDOWN_DATA"),
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the PDQ hash and quality of images (files or folders, recursively).
+    Hash(cmd::hash::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.global.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Hash(args) => cmd::hash::run(args, &cli.global),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -19,9 +19,11 @@
 #![forbid(unsafe_code)]
 
 mod event;
+mod record;
 mod types;
 
 pub use event::{Event, EventKind, Network, Transport};
+pub use record::HostRecord;
 pub use types::{Asn, CountryCode, Family, SensorId, Timestamp};
 
 /// Everything that can go wrong when parsing this crate's types.

@@ -1,0 +1,3 @@
+//! One module per subcommand. Each exposes `Args` and `run(args, &Global)`.
+
+pub mod hash;
