@@ -1,0 +1,1 @@
+//! takedown-ingest (being written).
