@@ -1,1 +1,283 @@
-//! takedown-index (being written).
+//! Exact Hamming-radius search over PDQ hashes.
+//!
+//! Every hash within the requested radius is returned; nothing here is
+//! approximate. The key types are:
+//!
+//! - [`Index`]: the updatable index a bank keeps. It holds immutable
+//!   multi-index-hashing segments plus a small flat tail for recent inserts,
+//!   supports [`Index::insert`] and [`Index::remove`] without a full rebuild,
+//!   and saves to / opens from a checksummed file ([`Index::save`], [`Index::open`]).
+//! - [`MihIndex`]: one immutable multi-index-hashing segment (11 slots of
+//!   23-24 bits, bucketed on each slot's high bits with an 8-bit filter).
+//! - [`FlatIndex`]: a linear scan, used for small sets and very large radii.
+//! - [`Query`] and [`Hit`]: a query carries one hash or the eight dihedral
+//!   hashes of an image; each hit names the entry, the best transform and its
+//!   distance.
+//!
+//! ```
+//! use takedown_index::{EntryId, Index, Query, Radius, Search};
+//! use takedown_pdq::{PdqHash, Transform};
+//!
+//! let a: PdqHash = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22".parse()?;
+//! let mut b = a;
+//! b.0[0] ^= 0b111; // three bits away
+//! let index = Index::build(vec![(EntryId(7), b)])?;
+//! let hits = index.search(&Query::new(a), Radius::DEFAULT);
+//! assert_eq!(hits.len(), 1);
+//! assert_eq!((hits[0].id, hits[0].transform, hits[0].distance), (EntryId(7), Transform::Orig, 3));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+// Unsafe is denied except for calling the AVX2/POPCNT builds of the hot
+// loops after run-time CPU detection (see `simd`).
+#![deny(unsafe_code)]
+
+mod file;
+mod flat;
+mod live;
+mod mih;
+mod simd;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use takedown_pdq::{PdqHash, Transform};
+
+pub use flat::FlatIndex;
+pub use live::Index;
+pub use mih::{MihIndex, Plan};
+
+/// The caller's identifier of one indexed hash, such as a store row id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryId(pub u64);
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A Hamming search radius, 0 to 256 bits inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Radius(u16);
+
+impl Radius {
+    /// PDQ's recommended match threshold: 31 bits.
+    pub const DEFAULT: Radius = Radius(31);
+    /// The largest meaningful radius: every hash matches.
+    pub const MAX: Radius = Radius(256);
+
+    /// Wraps a radius, failing above 256.
+    pub fn new(bits: u32) -> Result<Self, Error> {
+        u16::try_from(bits)
+            .ok()
+            .filter(|b| *b <= 256)
+            .map(Radius)
+            .ok_or(Error::Radius(bits))
+    }
+
+    /// The radius in bits.
+    pub fn get(self) -> u32 {
+        u32::from(self.0)
+    }
+}
+
+impl Default for Radius {
+    fn default() -> Self {
+        Radius::DEFAULT
+    }
+}
+
+impl fmt::Display for Radius {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for Radius {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bits: u32 = s.trim().parse().map_err(|_| Error::Radius(u32::MAX))?;
+        Radius::new(bits)
+    }
+}
+
+/// The hash words used internally: [`PdqHash::words`], most significant first.
+pub(crate) type Words = [u64; 4];
+
+#[inline]
+pub(crate) fn distance(a: &Words, b: &Words) -> u32 {
+    (a[0] ^ b[0]).count_ones()
+        + (a[1] ^ b[1]).count_ones()
+        + (a[2] ^ b[2]).count_ones()
+        + (a[3] ^ b[3]).count_ones()
+}
+
+/// What to look for: one hash, or several hashes of one image each tagged
+/// with the transform that produced it (usually all eight dihedral ones).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    items: Vec<(Transform, Words)>,
+}
+
+impl Query {
+    /// A query for one hash, reported as [`Transform::Orig`].
+    pub fn new(hash: PdqHash) -> Self {
+        Query {
+            items: vec![(Transform::Orig, hash.words())],
+        }
+    }
+
+    /// A query for several transformed hashes of the same image. Hits report
+    /// the transform whose hash came closest.
+    pub fn with_transforms(hashes: impl IntoIterator<Item = (Transform, PdqHash)>) -> Self {
+        Query {
+            items: hashes.into_iter().map(|(t, h)| (t, h.words())).collect(),
+        }
+    }
+
+    /// The hashes this query carries.
+    pub fn hashes(&self) -> impl Iterator<Item = (Transform, PdqHash)> + '_ {
+        self.items
+            .iter()
+            .map(|(t, w)| (*t, PdqHash::from_words(*w)))
+    }
+
+    /// Number of hashes carried.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when the query carries no hash (it then matches nothing).
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub(crate) fn items(&self) -> &[(Transform, Words)] {
+        &self.items
+    }
+}
+
+/// One indexed entry within the radius of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hit {
+    /// The entry that matched.
+    pub id: EntryId,
+    /// The query transform with the smallest distance to the entry (the
+    /// earliest in [`Transform::ALL`] order on ties).
+    pub transform: Transform,
+    /// The Hamming distance between that transform's hash and the entry.
+    pub distance: u32,
+}
+
+/// Exact radius search, implemented by every index here.
+pub trait Search {
+    /// Appends every entry within `radius` of any hash of `query` to `out`,
+    /// once per entry, in no particular order.
+    fn search_into(&self, query: &Query, radius: Radius, out: &mut Vec<Hit>);
+
+    /// Number of entries searched.
+    fn len(&self) -> usize;
+
+    /// True when nothing is indexed.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry within `radius` of `query`, closest first (then by id).
+    fn search(&self, query: &Query, radius: Radius) -> Vec<Hit> {
+        let mut out = Vec::new();
+        self.search_into(query, radius, &mut out);
+        sort_hits(&mut out);
+        out
+    }
+}
+
+/// Sorts hits closest first, then by entry id, then by transform.
+pub fn sort_hits(hits: &mut [Hit]) {
+    hits.sort_unstable_by_key(|h| (h.distance, h.id, h.transform));
+}
+
+/// A raw hit inside one segment: position, distance, transform index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RawHit {
+    pub(crate) pos: u32,
+    pub(crate) dist: u16,
+    pub(crate) t: u8,
+}
+
+/// Everything that can go wrong in this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A radius was above 256 bits or not a number.
+    #[error("invalid search radius {0}: expected a whole number of bits from 0 to 256")]
+    Radius(u32),
+    /// More entries than one segment can address.
+    #[error("too many entries ({0}) for one index segment: split the bank (at most 4294967295)")]
+    TooLarge(usize),
+    /// Reading or writing an index file failed.
+    #[error("cannot access index file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file does not start with the index magic bytes.
+    #[error("{path} is not a takedown index file (bad magic); delete it and rebuild the index")]
+    BadMagic {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file was written by an incompatible version.
+    #[error(
+        "index file {path} has format version {found}, this build reads version {supported}; delete it and rebuild the index"
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: u32,
+        /// Version this build reads and writes.
+        supported: u32,
+    },
+    /// The file is shorter or longer than its header says.
+    #[error(
+        "index file {path} is truncated or has trailing bytes: {detail}; delete it and rebuild the index"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// What was expected.
+        detail: String,
+    },
+    /// The body does not match its checksum.
+    #[error("index file {path} is corrupt (checksum mismatch); delete it and rebuild the index")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The body is internally inconsistent although its checksum matches.
+    #[error("index file {path} is inconsistent ({what}); delete it and rebuild the index")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Which invariant failed.
+        what: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn radius_bounds() {
+        assert!(Radius::new(257).is_err());
+        assert_eq!(Radius::new(256).unwrap(), Radius::MAX);
+        assert_eq!("31".parse::<Radius>().unwrap(), Radius::DEFAULT);
+        assert!("x".parse::<Radius>().is_err());
+    }
+}

@@ -1,0 +1,392 @@
+//! The on-disk format: a fixed header, then every array of every segment.
+//!
+//! ```text
+//! header (64 bytes, little-endian)
+//!   magic "TKDNIDX\0" | version u32 | header length u32 | segments u32 |
+//!   reserved u32 | tail entries u64 | body length u64 | body CRC-32 u32 | zero padding
+//! body, per segment
+//!   entries u64 | dead ids u64 | wide ids u32 | directory bits [u8; 11] | pad u8
+//!   hashes [u64; 4] x n | ids (u32 or u64) x n
+//!   per slot: directory u32 x (2^bits + 1) | filters u8 x n | positions u32 x n (not slot 0)
+//!   dead ids u64 x dead
+//! then the tail: hashes [u64; 4] x tail | ids u64 x tail
+//! ```
+//!
+//! Arrays are read straight into their final vectors, so opening costs one
+//! sequential read, a checksum and an invariant check; nothing is rebuilt.
+//! Every length is checked against the bytes left before anything is
+//! allocated, so a damaged or hostile file yields an error, never a panic or
+//! a huge allocation.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use crate::flat::FlatIndex;
+use crate::live::{Index, Segment};
+use crate::mih::{Ids, MihIndex, SLOTS, SlotTable};
+use crate::{EntryId, Error, Words};
+
+const MAGIC: [u8; 8] = *b"TKDNIDX\0";
+/// The format version this build reads and writes.
+pub(crate) const VERSION: u32 = 1;
+const HEADER_LEN: usize = 64;
+const SEGMENT_HEADER_LEN: u64 = 32;
+
+struct Body<W> {
+    w: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Body<W> {
+    fn bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.crc.update(b);
+        self.len += b.len() as u64;
+        self.w.write_all(b)
+    }
+
+    fn u32s(&mut self, v: &[u32]) -> std::io::Result<()> {
+        if cfg!(target_endian = "little") {
+            self.bytes(bytemuck::cast_slice(v))
+        } else {
+            for chunk in v.chunks(4096) {
+                let le: Vec<u32> = chunk.iter().map(|x| x.to_le()).collect();
+                self.bytes(bytemuck::cast_slice(&le))?;
+            }
+            Ok(())
+        }
+    }
+
+    fn u64s(&mut self, v: &[u64]) -> std::io::Result<()> {
+        if cfg!(target_endian = "little") {
+            self.bytes(bytemuck::cast_slice(v))
+        } else {
+            for chunk in v.chunks(4096) {
+                let le: Vec<u64> = chunk.iter().map(|x| x.to_le()).collect();
+                self.bytes(bytemuck::cast_slice(&le))?;
+            }
+            Ok(())
+        }
+    }
+
+    fn words(&mut self, v: &[Words]) -> std::io::Result<()> {
+        self.u64s(bytemuck::cast_slice(v))
+    }
+}
+
+pub(crate) fn save(index: &Index, path: &Path) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = tmp_path(path);
+    let file = File::create(&tmp).map_err(|source| Error::Io {
+        path: tmp.clone(),
+        source,
+    })?;
+    let result = (|| -> std::io::Result<()> {
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        w.write_all(&[0u8; HEADER_LEN])?;
+        let mut body = Body {
+            w,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+        };
+        for seg in &index.segments {
+            write_segment(&mut body, seg)?;
+        }
+        body.words(&index.tail.hashes)?;
+        let ids: Vec<u64> = index.tail.ids.iter().map(|i| i.0).collect();
+        body.u64s(&ids)?;
+
+        let mut header = [0u8; HEADER_LEN];
+        header[0..8].copy_from_slice(&MAGIC);
+        header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+        header[16..20].copy_from_slice(&(index.segments.len() as u32).to_le_bytes());
+        header[24..32].copy_from_slice(&(index.tail.hashes.len() as u64).to_le_bytes());
+        header[32..40].copy_from_slice(&body.len.to_le_bytes());
+        header[40..44].copy_from_slice(&body.crc.clone().finalize().to_le_bytes());
+        let mut w = body.w;
+        w.seek(SeekFrom::Start(0))?;
+        w.write_all(&header)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn write_segment<W: Write>(body: &mut Body<W>, seg: &Segment) -> std::io::Result<()> {
+    let mih = &seg.mih;
+    let n = mih.hashes.len() as u64;
+    let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+    h[0..8].copy_from_slice(&n.to_le_bytes());
+    h[8..16].copy_from_slice(&(seg.dead.len() as u64).to_le_bytes());
+    let wide = matches!(mih.ids, Ids::Wide(_));
+    h[16..20].copy_from_slice(&u32::from(wide).to_le_bytes());
+    for (i, s) in mih.slots.iter().enumerate() {
+        h[20 + i] = s.dbits as u8;
+    }
+    body.bytes(&h)?;
+    body.words(&mih.hashes)?;
+    match &mih.ids {
+        Ids::Narrow(v) => body.u32s(v)?,
+        Ids::Wide(v) => body.u64s(v)?,
+    }
+    for s in &mih.slots {
+        body.u32s(&s.dir)?;
+        body.bytes(&s.filt)?;
+        body.u32s(&s.pos)?;
+    }
+    let mut dead: Vec<u64> = seg.dead.iter().map(|i| i.0).collect();
+    dead.sort_unstable();
+    body.u64s(&dead)
+}
+
+/// A reader that counts what is left and checksums what it reads.
+struct Source<R> {
+    r: R,
+    left: u64,
+    crc: crc32fast::Hasher,
+    path: PathBuf,
+}
+
+impl<R: Read> Source<R> {
+    fn truncated(&self, what: &str) -> Error {
+        Error::Truncated {
+            path: self.path.clone(),
+            detail: format!("the body ends inside {what}"),
+        }
+    }
+
+    /// Fails unless `count` items of `size` bytes are left.
+    fn reserve(&self, count: u64, size: u64, what: &str) -> Result<usize, Error> {
+        match count.checked_mul(size) {
+            Some(b) if b <= self.left => usize::try_from(count).map_err(|_| self.truncated(what)),
+            _ => Err(self.truncated(what)),
+        }
+    }
+
+    fn fill(&mut self, buf: &mut [u8], what: &str) -> Result<(), Error> {
+        if buf.len() as u64 > self.left {
+            return Err(self.truncated(what));
+        }
+        self.r.read_exact(buf).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.crc.update(buf);
+        self.left -= buf.len() as u64;
+        Ok(())
+    }
+
+    fn u8s(&mut self, count: u64, what: &str) -> Result<Vec<u8>, Error> {
+        let n = self.reserve(count, 1, what)?;
+        let mut v = vec![0u8; n];
+        self.fill(&mut v, what)?;
+        Ok(v)
+    }
+
+    fn u32s(&mut self, count: u64, what: &str) -> Result<Vec<u32>, Error> {
+        let n = self.reserve(count, 4, what)?;
+        let mut v = vec![0u32; n];
+        self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
+        for x in &mut v {
+            *x = u32::from_le(*x);
+        }
+        Ok(v)
+    }
+
+    fn u64s(&mut self, count: u64, what: &str) -> Result<Vec<u64>, Error> {
+        let n = self.reserve(count, 8, what)?;
+        let mut v = vec![0u64; n];
+        self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
+        for x in &mut v {
+            *x = u64::from_le(*x);
+        }
+        Ok(v)
+    }
+
+    fn words(&mut self, count: u64, what: &str) -> Result<Vec<Words>, Error> {
+        let n = self.reserve(count, 32, what)?;
+        let mut v = vec![[0u64; 4]; n];
+        self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
+        for w in &mut v {
+            for x in w.iter_mut() {
+                *x = u64::from_le(*x);
+            }
+        }
+        Ok(v)
+    }
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        a.copy_from_slice(s);
+    }
+    u64::from_le_bytes(a)
+}
+
+pub(crate) fn open(path: &Path) -> Result<Index, Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; HEADER_LEN];
+    if file_len < HEADER_LEN as u64 {
+        // Too short for a header: say "bad magic" when even the magic is wrong.
+        let mut start = Vec::new();
+        r.read_to_end(&mut start).map_err(io)?;
+        if !MAGIC.starts_with(&start[..start.len().min(8)]) || start.is_empty() {
+            return Err(Error::BadMagic {
+                path: path.to_owned(),
+            });
+        }
+        return Err(Error::Truncated {
+            path: path.to_owned(),
+            detail: format!("{file_len} bytes, shorter than the {HEADER_LEN}-byte header"),
+        });
+    }
+    r.read_exact(&mut header).map_err(io)?;
+    if header[0..8] != MAGIC {
+        return Err(Error::BadMagic {
+            path: path.to_owned(),
+        });
+    }
+    let version = le_u32(&header, 8);
+    if version != VERSION {
+        return Err(Error::Version {
+            path: path.to_owned(),
+            found: version,
+            supported: VERSION,
+        });
+    }
+    if le_u32(&header, 12) as usize != HEADER_LEN {
+        return Err(Error::Corrupt {
+            path: path.to_owned(),
+            what: "header length".into(),
+        });
+    }
+    let n_segments = le_u32(&header, 16);
+    let n_tail = le_u64(&header, 24);
+    let body_len = le_u64(&header, 32);
+    let crc = le_u32(&header, 40);
+    if Some(file_len) != body_len.checked_add(HEADER_LEN as u64) {
+        return Err(Error::Truncated {
+            path: path.to_owned(),
+            detail: format!(
+                "header promises {body_len} body bytes, the file has {}",
+                file_len - HEADER_LEN as u64
+            ),
+        });
+    }
+    let mut src = Source {
+        r,
+        left: body_len,
+        crc: crc32fast::Hasher::new(),
+        path: path.to_owned(),
+    };
+    let corrupt = |what: String| Error::Corrupt {
+        path: path.to_owned(),
+        what,
+    };
+    let mut segments = Vec::new();
+    for s in 0..n_segments {
+        // Each segment takes at least its header, which bounds the count.
+        src.reserve(1, SEGMENT_HEADER_LEN, "a segment header")?;
+        let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
+        src.fill(&mut h, "a segment header")?;
+        let n = le_u64(&h, 0);
+        let n_dead = le_u64(&h, 8);
+        let wide = match le_u32(&h, 16) {
+            0 => false,
+            1 => true,
+            x => return Err(corrupt(format!("segment {s} id width flag {x}"))),
+        };
+        let hashes = src.words(n, "the hashes")?;
+        let ids = if wide {
+            Ids::Wide(src.u64s(n, "the ids")?)
+        } else {
+            Ids::Narrow(src.u32s(n, "the ids")?)
+        };
+        let mut slots = Vec::with_capacity(SLOTS);
+        for (i, &dbits) in h[20..20 + SLOTS].iter().enumerate() {
+            let dbits = u32::from(dbits);
+            if !(1..=24).contains(&dbits) {
+                return Err(corrupt(format!(
+                    "segment {s} slot {i} directory bits {dbits}"
+                )));
+            }
+            let dir = src.u32s((1u64 << dbits) + 1, "a directory")?;
+            let filt = src.u8s(n, "the filters")?;
+            let pos = src.u32s(if i == 0 { 0 } else { n }, "the positions")?;
+            slots.push(SlotTable {
+                dbits,
+                dir,
+                filt,
+                pos,
+            });
+        }
+        let dead: HashSet<EntryId> = src
+            .u64s(n_dead, "the dead ids")?
+            .into_iter()
+            .map(EntryId)
+            .collect();
+        segments.push(Segment::new(MihIndex { hashes, ids, slots }, dead));
+    }
+    let hashes = src.words(n_tail, "the tail hashes")?;
+    let ids: Vec<EntryId> = src
+        .u64s(n_tail, "the tail ids")?
+        .into_iter()
+        .map(EntryId)
+        .collect();
+    if src.left != 0 {
+        return Err(Error::Truncated {
+            path: path.to_owned(),
+            detail: format!("{} unexpected bytes after the tail", src.left),
+        });
+    }
+    if src.crc.finalize() != crc {
+        return Err(Error::Checksum {
+            path: path.to_owned(),
+        });
+    }
+    // Checked after the checksum, so accidental damage reports as such.
+    for (s, seg) in segments.iter().enumerate() {
+        seg.mih
+            .check()
+            .map_err(|e| corrupt(format!("segment {s}: {e}")))?;
+    }
+    let unique: HashSet<&EntryId> = ids.iter().collect();
+    if unique.len() != ids.len() {
+        return Err(corrupt("duplicate ids in the tail".into()));
+    }
+    Ok(Index::from_parts(segments, FlatIndex { hashes, ids }))
+}
