@@ -23,7 +23,12 @@ struct Cli {
 pub struct Global {
     /// Directory holding all state: the store, bank indexes and enrichment data.
     /// Defaults to `$XDG_DATA_HOME/takedown`, else `~/.local/share/takedown`.
-    #[arg(long = "data", env = "TAKEDOWN_DATA", global = true, value_name = "DIR")]
+    #[arg(
+        long = "data",
+        env = "TAKEDOWN_DATA",
+        global = true,
+        value_name = "DIR"
+    )]
     data: Option<PathBuf>,
     /// Log filter, such as `info` or `takedown_sinkhole=debug`.
     #[arg(long, env = "TAKEDOWN_LOG", global = true, default_value = "warn")]
@@ -61,6 +66,18 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 enum Command {
     /// Print the PDQ hash and quality of images (files or folders, recursively).
     Hash(cmd::hash::Args),
+    /// Run the sinkhole listeners and store every check-in, enriched.
+    Sinkhole(cmd::sinkhole::Args),
+    /// Import sinkhole logs (Shadowserver CSV reports, takedown JSON lines) into the store.
+    Import(cmd::import::Args),
+    /// Export infected-host records as a partner feed (CSV, JSON lines, IntelMQ).
+    Export(cmd::export::Args),
+    /// Manage hash banks: create, list, set, import, export, delete.
+    Bank(cmd::bank::Args),
+    /// Look up images or PDQ hashes in the banks; prints query,bank,entry_id,transform,distance.
+    Match(cmd::match_::Args),
+    /// Run a sinkhole, the pipeline and a simulated botnet on loopback, then summarise the store.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +91,12 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Hash(args) => cmd::hash::run(args, &cli.global),
+        Command::Sinkhole(args) => cmd::sinkhole::run(args, &cli.global),
+        Command::Import(args) => cmd::import::run(args, &cli.global),
+        Command::Export(args) => cmd::export::run(args, &cli.global),
+        Command::Bank(args) => cmd::bank::run(args, &cli.global),
+        Command::Match(args) => cmd::match_::run(args, &cli.global),
+        Command::Demo(args) => cmd::demo::run(args, &cli.global),
     };
     match result {
         Ok(code) => code,

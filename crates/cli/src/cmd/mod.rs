@@ -1,3 +1,9 @@
 //! One module per subcommand. Each exposes `Args` and `run(args, &Global)`.
 
-pub mod hash;
+pub(crate) mod bank;
+pub(crate) mod demo;
+pub(crate) mod export;
+pub(crate) mod hash;
+pub(crate) mod import;
+pub(crate) mod match_;
+pub(crate) mod sinkhole;

@@ -1,0 +1,149 @@
+//! `takedown sinkhole`: run the listeners and ingest what they record.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use takedown_enrich::Enricher;
+use takedown_ingest::{Lookup, Pipeline, PipelineConfig, StoreSink};
+use takedown_sinkhole::{Config, ConfigFile, ListenerKind, Sinkhole};
+use takedown_store::SqliteStore;
+use tracing::{info, warn};
+
+use crate::Global;
+
+/// Arguments of `takedown sinkhole`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The sinkhole's TOML config: listeners, families, limits, and an optional
+    /// `[ingest]` table of pipeline settings (batch size, flush window).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+/// Runs `takedown sinkhole` until Ctrl-C or SIGTERM, then flushes the last batch.
+pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    let data = global.data_dir()?;
+    let (config, ingest) = load_config(&args.config)?;
+    let store = Arc::new(
+        SqliteStore::open(&data)
+            .with_context(|| format!("opening the store in {}", data.display()))?,
+    );
+    let lookup = load_enricher(&data)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(config, ingest, lookup, store))
+}
+
+/// Splits the config file into the sinkhole's part and the `[ingest]` table.
+fn load_config(path: &Path) -> anyhow::Result<(Config, PipelineConfig)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the sinkhole config {}", path.display()))?;
+    let mut table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let ingest = match table.remove("ingest") {
+        Some(v) => v
+            .try_into::<PipelineConfig>()
+            .with_context(|| format!("the [ingest] table of {}", path.display()))?,
+        None => PipelineConfig::default(),
+    };
+    let file: ConfigFile = toml::Value::Table(table)
+        .try_into()
+        .with_context(|| format!("the sinkhole settings of {}", path.display()))?;
+    let config = Config::try_from(file).with_context(|| format!("checking {}", path.display()))?;
+    Ok((config, ingest))
+}
+
+/// Loads enrichment data from `<data>/enrich/`, or `None` (with a warning)
+/// when there is none, so that events are still recorded, unattributed.
+pub(crate) fn load_enricher(data: &Path) -> anyhow::Result<Option<Arc<dyn Lookup>>> {
+    let enricher = Enricher::from_data_dir(data).with_context(|| {
+        format!(
+            "loading enrichment data from {}",
+            data.join(takedown_enrich::ENRICH_SUBDIR).display()
+        )
+    })?;
+    if enricher.is_empty() {
+        // A missing directory was already reported by the loader; an empty one was not.
+        if data.join(takedown_enrich::ENRICH_SUBDIR).is_dir() {
+            warn!(
+                dir = %data.join(takedown_enrich::ENRICH_SUBDIR).display(),
+                "No enrichment data: events are stored without AS, prefix or country. \
+                 Fetch data with scripts/fetch-enrichment.sh DATA_DIR."
+            );
+        }
+        return Ok(None);
+    }
+    info!(
+        n_sources = enricher.sources().len(),
+        "Enrichment data loaded."
+    );
+    Ok(Some(Arc::new(enricher)))
+}
+
+async fn serve(
+    config: Config,
+    ingest: PipelineConfig,
+    lookup: Option<Arc<dyn Lookup>>,
+    store: Arc<SqliteStore>,
+) -> anyhow::Result<ExitCode> {
+    let mut pipeline = Pipeline::spawn(&ingest, lookup, Box::new(StoreSink(store)))?;
+    let (sinkhole, events) = Sinkhole::start(config).context("starting the listeners")?;
+    pipeline.attach(events);
+    // One line per listener on stdout, so scripts can find ports chosen by the OS.
+    let mut out = std::io::stdout().lock();
+    for l in sinkhole.listeners() {
+        let kind = match l.kind {
+            ListenerKind::Http => "http",
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::DnsUdp => "dns-udp",
+            ListenerKind::DnsTcp => "dns-tcp",
+        };
+        writeln!(out, "listening {kind} {}", l.addr)?;
+        info!(kind, addr = %l.addr, "Listening.");
+    }
+    out.flush()?;
+    drop(out);
+
+    let reason = tokio::select! {
+        r = shutdown_signal() => r?,
+        _ = writer_stopped(&pipeline) => "store writer stopped",
+    };
+    info!(reason, "Shutting down.");
+    sinkhole.shutdown().await;
+    let stats = pipeline.shutdown().await?;
+    info!(
+        n_events = stats.committed,
+        n_batches = stats.batches,
+        commit_mean_us = u64::try_from(stats.commit_mean().as_micros()).unwrap_or(u64::MAX),
+        "Sinkhole stopped; every received event is committed."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => {
+            r.context("waiting for Ctrl-C")?;
+            Ok("interrupt")
+        }
+        _ = term.recv() => Ok("terminate"),
+    }
+}
+
+/// Resolves when the writer has ended on its own, which only a store failure causes.
+async fn writer_stopped(p: &Pipeline) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        if p.is_finished() {
+            return;
+        }
+    }
+}
