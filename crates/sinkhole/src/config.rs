@@ -4,11 +4,12 @@
 //! [`Config`] is what the listeners run with, every value checked and
 //! converted once at load time.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 use takedown_event::{Family, SensorId};
 
@@ -45,6 +46,11 @@ pub struct ConfigFile {
     /// Raw TCP listeners: the first bytes a client sends are recorded.
     #[serde(default)]
     pub tcp: Vec<TcpListenerFile>,
+    /// Load balancers (CIDRs such as `10.0.0.0/24` or `::1/128`) whose PROXY
+    /// protocol headers are believed on listeners with `proxy_protocol = true`,
+    /// unless a listener has a list of its own.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     /// Families and the seized names and ports attributed to them.
     #[serde(default)]
     pub families: Vec<FamilyFile>,
@@ -65,6 +71,16 @@ pub struct ConfigFile {
 pub struct HttpListenerFile {
     /// Address and port to listen on, such as `0.0.0.0:80` or `[::]:8080`.
     pub bind: SocketAddr,
+    /// Whether connections from trusted proxies open with a PROXY protocol
+    /// header (version 1 or 2) naming the real client (default false).
+    /// A trusted peer must send one; a header from any other peer is refused:
+    /// recorded as malformed with the real peer address and closed.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The proxies trusted on this listener, replacing the top-level
+    /// `trusted_proxies` list.
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// One DNS listener.
@@ -92,6 +108,14 @@ pub struct DnsListenerFile {
 pub struct TcpListenerFile {
     /// Address and port to listen on.
     pub bind: SocketAddr,
+    /// Whether connections from trusted proxies open with a PROXY protocol
+    /// header; as for HTTP listeners (default false).
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The proxies trusted on this listener, replacing the top-level
+    /// `trusted_proxies` list.
+    #[serde(default)]
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 /// A family and the names and ports attributed to it.
@@ -281,12 +305,12 @@ pub struct Config {
     pub sensor: SensorId,
     /// Threads serving the TCP listeners.
     pub io_threads: NonZeroUsize,
-    /// HTTP listener addresses.
-    pub http: Vec<SocketAddr>,
+    /// HTTP listeners.
+    pub http: Vec<StreamListener>,
     /// DNS listeners.
     pub dns: Vec<DnsListener>,
-    /// Raw TCP listener addresses.
-    pub tcp: Vec<SocketAddr>,
+    /// Raw TCP listeners.
+    pub tcp: Vec<StreamListener>,
     /// Name and port attribution.
     pub families: FamilyMap,
     /// DNS answer contents.
@@ -295,6 +319,77 @@ pub struct Config {
     pub limits: Limits,
     /// Event channel settings.
     pub output: Output,
+}
+
+/// A validated HTTP or raw TCP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamListener {
+    /// The address to bind.
+    pub bind: SocketAddr,
+    /// The PROXY protocol policy, when the listener expects headers.
+    pub proxy: Option<ProxyPolicy>,
+}
+
+impl From<SocketAddr> for StreamListener {
+    /// A listener without PROXY protocol.
+    fn from(bind: SocketAddr) -> Self {
+        StreamListener { bind, proxy: None }
+    }
+}
+
+/// Which peers may announce a client address with a PROXY protocol header.
+///
+/// A listener with a policy reads a header from every trusted peer and
+/// refuses one from anyone else, so a bot that reaches the listener directly
+/// cannot make the sinkhole record a forged source address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyPolicy {
+    trusted: Vec<IpNet>,
+}
+
+impl ProxyPolicy {
+    /// A policy trusting the given networks; `None` if the list is empty,
+    /// since a policy that trusts nobody would refuse every header.
+    pub fn new(trusted: Vec<IpNet>) -> Option<Self> {
+        let trusted: Vec<IpNet> = trusted.into_iter().map(|n| n.trunc()).collect();
+        (!trusted.is_empty()).then_some(ProxyPolicy { trusted })
+    }
+
+    /// Parses CIDRs (`10.0.0.0/8`) or bare addresses (a /32 or /128).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first entry that is neither, or if the list is empty.
+    pub fn parse(entries: &[String]) -> Result<Self, Error> {
+        let mut nets = Vec::with_capacity(entries.len());
+        for e in entries {
+            let net = e
+                .parse::<IpNet>()
+                .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    Error::Config(format!(
+                        "trusted_proxies: {e:?} is not a CIDR such as 10.0.0.0/8 or an address"
+                    ))
+                })?;
+            nets.push(net);
+        }
+        Self::new(nets).ok_or_else(|| {
+            Error::Config(
+                "proxy_protocol = true needs trusted_proxies: list the load balancers' addresses"
+                    .into(),
+            )
+        })
+    }
+
+    /// Whether `ip` (an IPv4-mapped IPv6 address counts as IPv4) is a trusted proxy.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+
+    /// The trusted networks.
+    pub fn networks(&self) -> &[IpNet] {
+        &self.trusted
+    }
 }
 
 /// A validated DNS listener.
@@ -529,12 +624,41 @@ impl TryFrom<ConfigFile> for Config {
                 "output.backpressure_ms is out of range; use 0 to 60000".into(),
             ));
         }
+        let policy = |on: bool, own: &Option<Vec<String>>| -> Result<Option<ProxyPolicy>, Error> {
+            if !on {
+                return Ok(None);
+            }
+            ProxyPolicy::parse(own.as_deref().unwrap_or(&f.trusted_proxies)).map(Some)
+        };
+        // Lists are checked even where unused, so a typo never waits for the
+        // day a listener starts using them.
+        if !f.trusted_proxies.is_empty() {
+            ProxyPolicy::parse(&f.trusted_proxies)?;
+        }
+        let mut http = Vec::with_capacity(f.http.len());
+        for h in &f.http {
+            let proxy = policy(h.proxy_protocol, &h.trusted_proxies)
+                .map_err(|e| Error::Config(format!("http listener {}: {e}", h.bind)))?;
+            http.push(StreamListener {
+                bind: h.bind,
+                proxy,
+            });
+        }
+        let mut tcp = Vec::with_capacity(f.tcp.len());
+        for t in &f.tcp {
+            let proxy = policy(t.proxy_protocol, &t.trusted_proxies)
+                .map_err(|e| Error::Config(format!("tcp listener {}: {e}", t.bind)))?;
+            tcp.push(StreamListener {
+                bind: t.bind,
+                proxy,
+            });
+        }
         Ok(Config {
             sensor,
             io_threads,
-            http: f.http.iter().map(|h| h.bind).collect(),
+            http,
             dns,
-            tcp: f.tcp.iter().map(|t| t.bind).collect(),
+            tcp,
             families,
             answer: DnsAnswer {
                 ipv4: a.ipv4.clone(),
@@ -586,10 +710,33 @@ bind = "127.0.0.1:0"
     }
 
     #[test]
+    fn proxy_policies() {
+        let text = format!(
+            "{MIN}proxy_protocol = true\n[[tcp]]\nbind = \"127.0.0.1:0\"\nproxy_protocol = true\ntrusted_proxies = [\"10.1.0.0/16\"]\n[[tcp]]\nbind = \"127.0.0.1:0\"\n"
+        );
+        let e = Config::from_toml(&text).unwrap_err();
+        assert!(e.to_string().contains("trusted_proxies"), "{e}");
+        let with_global = format!("trusted_proxies = [\"127.0.0.1\", \"::1/128\"]\n{text}");
+        let c = Config::from_toml(&with_global).unwrap();
+        let http = c.http[0].proxy.as_ref().unwrap();
+        assert!(http.trusts("127.0.0.1".parse().unwrap()));
+        assert!(http.trusts("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(http.trusts("::1".parse().unwrap()));
+        assert!(!http.trusts("10.1.2.3".parse().unwrap()));
+        let tcp = c.tcp[0].proxy.as_ref().unwrap();
+        assert!(tcp.trusts("10.1.2.3".parse().unwrap()));
+        assert!(!tcp.trusts("127.0.0.1".parse().unwrap()));
+        assert!(c.tcp[1].proxy.is_none());
+        let bad = format!("trusted_proxies = [\"10.0.0.0/33\"]\n{MIN}");
+        assert!(Config::from_toml(&bad).is_err());
+    }
+
+    #[test]
     fn shipped_example_parses() {
         let text = include_str!("../../../examples/sinkhole.toml");
         let c = Config::from_toml(text).unwrap();
         assert!(!c.http.is_empty() && !c.dns.is_empty() && !c.tcp.is_empty());
         assert!(c.families.by_name("www.example-botnet.test").is_some());
+        assert!(c.http.iter().any(|h| h.proxy.is_some()));
     }
 }

@@ -7,11 +7,13 @@ use takedown_event::EventKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
+use tracing::debug;
 
 use crate::http::{
     HttpParse, RESPONSE_BAD_REQUEST, RESPONSE_CLOSE, RESPONSE_KEEP_ALIVE, RESPONSE_KEEP_ALIVE_10,
     RESPONSE_TOO_LARGE, RequestHead, lenient_head, parse_request,
 };
+use crate::proxy::{MAX_HEADER_LEN, ProxyHeader, ProxyParse, has_signature, parse_proxy_header};
 use crate::server::Shared;
 use crate::stats::inc;
 use crate::text::hex;
@@ -34,6 +36,22 @@ impl ReadBuf {
             data: vec![0; initial.min(max)],
             start: 0,
             end: 0,
+            max,
+        }
+    }
+
+    /// A buffer already holding `prefix` (cut at `max`): the bytes read past
+    /// a PROXY header belong to the protocol behind it.
+    fn with_prefix(prefix: &[u8], initial: usize, max: usize) -> Self {
+        let keep = prefix.get(..prefix.len().min(max)).unwrap_or_default();
+        let mut data = vec![0; initial.max(keep.len()).min(max)];
+        if let Some(dst) = data.get_mut(..keep.len()) {
+            dst.copy_from_slice(keep);
+        }
+        ReadBuf {
+            data,
+            start: 0,
+            end: keep.len(),
             max,
         }
     }
@@ -103,16 +121,153 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, shared: &Shared) -> io
     }
 }
 
+/// Who a connection speaks for, once any PROXY header is read.
+pub(crate) struct Opening {
+    /// The client recorded as the source.
+    pub(crate) src: SocketAddr,
+    /// The address recorded as the destination.
+    pub(crate) dst: SocketAddr,
+    /// Bytes already read past the PROXY header.
+    pub(crate) prefix: Vec<u8>,
+    /// Whether a PROXY header from this peer must be refused: the listener
+    /// takes headers, but only from trusted proxies, and this peer is not one.
+    pub(crate) refuse_proxy: bool,
+}
+
+impl Opening {
+    /// A connection taken at face value.
+    pub(crate) fn direct(peer: SocketAddr, local: SocketAddr, refuse_proxy: bool) -> Self {
+        Opening {
+            src: peer,
+            dst: local,
+            prefix: Vec::new(),
+            refuse_proxy,
+        }
+    }
+}
+
+/// Reads the PROXY header a trusted proxy must open with, bounded by its
+/// format and by the header deadline.
+///
+/// Returns the opening to serve, or `None` when the connection has been
+/// dealt with: a missing, malformed or late header is recorded as a
+/// malformed check-in from the proxy itself (HTTP gets a 400) and the
+/// connection closed; a connection that sends nothing at all (a TCP health
+/// check) is closed unrecorded.
+pub(crate) async fn read_proxy_header(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    http: bool,
+    shared: &Shared,
+) -> io::Result<Option<Opening>> {
+    let deadline = Instant::now() + shared.limits.header_timeout;
+    let mut buf: Vec<u8> = Vec::with_capacity(128);
+    let reason = loop {
+        let max_len = match parse_proxy_header(&buf) {
+            ProxyParse::Complete { header, len } => {
+                inc(&shared.stats.proxy_headers);
+                let (src, dst) = match header {
+                    ProxyHeader::Proxied { src, dst } => (src, dst),
+                    ProxyHeader::Local | ProxyHeader::Unknown => (peer, local),
+                };
+                let prefix = buf.get(len..).unwrap_or_default().to_vec();
+                return Ok(Some(Opening {
+                    src,
+                    dst,
+                    prefix,
+                    refuse_proxy: false,
+                }));
+            }
+            ProxyParse::Incomplete { max_len } => max_len.min(MAX_HEADER_LEN),
+            ProxyParse::NotProxy => break "no PROXY header",
+            ProxyParse::Malformed(why) => break why,
+        };
+        let filled = buf.len();
+        buf.resize(max_len.max(filled), 0);
+        let read = match buf.get_mut(filled..) {
+            Some(spare) if !spare.is_empty() => timeout_at(deadline, stream.read(spare)).await,
+            _ => Ok(Ok(0)),
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => buf.truncate(filled + n),
+            Ok(Err(e)) => return Err(e),
+            outcome => {
+                buf.truncate(filled);
+                if outcome.is_err() {
+                    inc(&shared.stats.header_timeouts);
+                }
+                if buf.is_empty() {
+                    inc(&shared.stats.proxy_refused);
+                    return Ok(None);
+                }
+                break "PROXY header cut short";
+            }
+        }
+    };
+    inc(&shared.stats.proxy_refused);
+    debug!(%peer, reason, "Refused a connection from a trusted proxy.");
+    refuse_proxy(stream, &buf, http, peer, local, shared).await;
+    Ok(None)
+}
+
+/// Records a connection whose PROXY header was refused as a malformed
+/// check-in from the real peer, answers 400 on HTTP, and closes.
+async fn refuse_proxy(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    http: bool,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shared: &Shared,
+) {
+    let recorded = bytes.get(..bytes.len().min(REFUSED_BYTES)).unwrap_or(bytes);
+    if http {
+        let mut head = lenient_head(recorded, shared.limits.max_field_bytes);
+        // What a header-less or forged opening claimed is not a request;
+        // only a plain request line is kept as the check-in's fields.
+        if has_signature(recorded) != Some(false) {
+            head = RequestHead::default();
+        }
+        record_http(
+            shared,
+            head,
+            Some(hex(recorded, REFUSED_BYTES)),
+            true,
+            peer,
+            local,
+        )
+        .await;
+        let _ = timeout(
+            shared.limits.read_timeout,
+            stream.write_all(RESPONSE_BAD_REQUEST),
+        )
+        .await;
+    } else {
+        record_tcp(shared, recorded, None, true, peer, local).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// The most bytes of a refused opening recorded (hex) in the event.
+const REFUSED_BYTES: usize = 256;
+
 /// Serves one HTTP connection: records every request and answers each with
 /// an empty 200, keeping the connection alive within the limits.
 pub(crate) async fn serve_http(
     mut stream: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
+    opening: Opening,
     shared: &Shared,
 ) -> io::Result<()> {
+    let Opening {
+        src: peer,
+        dst: local,
+        prefix,
+        refuse_proxy: refuse,
+    } = opening;
     let lim = &shared.limits;
-    let mut buf = ReadBuf::new(2048, lim.max_header_bytes);
+    let mut buf = ReadBuf::with_prefix(&prefix, 2048, lim.max_header_bytes);
+    drop(prefix);
     let mut out = Vec::new();
     let mut served = 0u32;
     loop {
@@ -126,6 +281,13 @@ pub(crate) async fn serve_http(
                 if served == 0 && looks_like_tls(bytes) {
                     flush(&mut stream, &mut out, shared).await?;
                     return serve_tls(stream, buf, peer, local, shared).await;
+                }
+                if served == 0 && refuse && has_signature(bytes) == Some(true) {
+                    inc(&shared.stats.proxy_untrusted);
+                    debug!(%peer, "Refused a PROXY header from an untrusted peer.");
+                    let bytes = bytes.to_vec();
+                    refuse_proxy(&mut stream, &bytes, true, peer, local, shared).await;
+                    return Ok(());
                 }
                 match parse_request(bytes, lim.max_headers, lim.max_field_bytes) {
                     HttpParse::Complete { head, len } => break (head, len),
@@ -277,12 +439,18 @@ async fn record_http(
 /// (or the SNI of a TLS ClientHello) and closes.
 pub(crate) async fn serve_tcp(
     mut stream: TcpStream,
-    peer: SocketAddr,
-    local: SocketAddr,
+    opening: Opening,
     shared: &Shared,
 ) -> io::Result<()> {
+    let Opening {
+        src: peer,
+        dst: local,
+        prefix,
+        refuse_proxy: refuse,
+    } = opening;
     let lim = &shared.limits;
-    let mut buf = ReadBuf::new(lim.max_first_bytes.min(2048), lim.max_first_bytes);
+    let mut buf = ReadBuf::with_prefix(&prefix, lim.max_first_bytes.min(2048), lim.max_first_bytes);
+    drop(prefix);
     let deadline = Instant::now() + lim.read_timeout;
     loop {
         if looks_like_tls(buf.filled()) {
@@ -300,7 +468,13 @@ pub(crate) async fn serve_tcp(
             }
         }
     }
-    record_tcp(shared, buf.filled(), None, false, peer, local).await;
+    // A forged header from an untrusted peer is recorded as it was sent,
+    // against the real peer, and flagged.
+    let forged = refuse && has_signature(buf.filled()) == Some(true);
+    if forged {
+        inc(&shared.stats.proxy_untrusted);
+    }
+    record_tcp(shared, buf.filled(), None, forged, peer, local).await;
     let _ = stream.shutdown().await;
     Ok(())
 }

@@ -17,6 +17,9 @@
 //!   zones, REFUSED outside them, FORMERR for malformed queries. UDP is
 //!   served by one blocking thread per `SO_REUSEPORT` socket.
 //! * **Raw TCP**: the first bytes a client sends (or its SNI) are recorded.
+//! * **PROXY protocol** (opt-in per HTTP or raw TCP listener): behind a load
+//!   balancer, the client named by a version 1 or 2 header ([`proxy`]) is
+//!   recorded, believed only from `trusted_proxies` ([`ProxyPolicy`]).
 //!
 //! The listeners run on threads of their own (TCP on `io_threads`
 //! single-threaded event loops), so the caller may read the channel from any
@@ -71,12 +74,13 @@ pub mod dns;
 mod dns_server;
 mod family;
 pub mod http;
+pub mod proxy;
 mod server;
 mod stats;
 mod text;
 pub mod tls;
 
-pub use config::{Config, ConfigFile};
+pub use config::{Config, ConfigFile, ProxyPolicy, StreamListener};
 pub use family::{Attribution, DomainPattern, FamilyMap};
 pub use server::{BoundListener, ListenerKind, Sinkhole};
 pub use stats::{Stats, StatsSnapshot};

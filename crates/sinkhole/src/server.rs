@@ -15,7 +15,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Limits};
+use crate::config::{Config, Limits, ProxyPolicy};
+use crate::conn::Opening;
 use crate::dns::Responder;
 use crate::family::FamilyMap;
 use crate::stats::{Stats, dec, inc};
@@ -118,6 +119,7 @@ struct TcpSlot {
     kind: ListenerKind,
     addr: SocketAddr,
     record_out_of_zone: bool,
+    proxy: Option<Arc<ProxyPolicy>>,
     socket: std::net::TcpListener,
 }
 
@@ -161,8 +163,10 @@ impl Sinkhole {
         let mut add_tcp = |sinkhole: &mut Sinkhole,
                            kind: ListenerKind,
                            addr: SocketAddr,
-                           record_out_of_zone: bool|
+                           record_out_of_zone: bool,
+                           proxy: Option<&ProxyPolicy>|
          -> Result<(), Error> {
+            let proxy = proxy.map(|p| Arc::new(p.clone()));
             let sockets = bind_tcp_group(addr, n_io)?;
             let bound = sockets
                 .first()
@@ -176,16 +180,29 @@ impl Sinkhole {
                     kind,
                     addr: bound,
                     record_out_of_zone,
+                    proxy: proxy.clone(),
                     socket,
                 });
             }
             Ok(())
         };
-        for &addr in &config.http {
-            add_tcp(&mut sinkhole, ListenerKind::Http, addr, false)?;
+        for l in &config.http {
+            add_tcp(
+                &mut sinkhole,
+                ListenerKind::Http,
+                l.bind,
+                false,
+                l.proxy.as_ref(),
+            )?;
         }
-        for &addr in &config.tcp {
-            add_tcp(&mut sinkhole, ListenerKind::Tcp, addr, false)?;
+        for l in &config.tcp {
+            add_tcp(
+                &mut sinkhole,
+                ListenerKind::Tcp,
+                l.bind,
+                false,
+                l.proxy.as_ref(),
+            )?;
         }
         let mut udp_groups = Vec::new();
         for d in &config.dns {
@@ -202,6 +219,7 @@ impl Sinkhole {
                     ListenerKind::DnsTcp,
                     local,
                     d.record_out_of_zone,
+                    None,
                 )?;
             }
             udp_groups.push((local, sockets, d.record_out_of_zone));
@@ -329,6 +347,7 @@ fn io_thread(
                         slot.addr,
                         slot.kind,
                         slot.record_out_of_zone,
+                        slot.proxy,
                         Arc::clone(&shared),
                         Arc::clone(&responder),
                     ));
@@ -408,6 +427,7 @@ async fn accept_loop(
     local: SocketAddr,
     kind: ListenerKind,
     record_out_of_zone: bool,
+    proxy: Option<Arc<ProxyPolicy>>,
     shared: Arc<Shared>,
     responder: Arc<Responder>,
 ) {
@@ -439,9 +459,11 @@ async fn accept_loop(
                 let guard = ConnGuard { _permit: permit, stats: Arc::clone(&shared.stats) };
                 let shared = Arc::clone(&shared);
                 let responder = Arc::clone(&responder);
+                let proxy = proxy.clone();
                 conns.spawn(async move {
                     let _guard = guard;
-                    serve(stream, peer, local, kind, record_out_of_zone, &shared, &responder).await;
+                    let listener = Listener { local, kind, record_out_of_zone, proxy: proxy.as_deref() };
+                    serve(stream, peer, &listener, &shared, &responder).await;
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -449,24 +471,51 @@ async fn accept_loop(
     }
 }
 
-async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// What a connection's handler needs to know about its listener.
+struct Listener<'a> {
     local: SocketAddr,
     kind: ListenerKind,
     record_out_of_zone: bool,
+    proxy: Option<&'a ProxyPolicy>,
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: &Listener<'_>,
     shared: &Shared,
     responder: &Responder,
 ) {
     let _ = stream.set_nodelay(true);
     // The address the client actually reached (which differs from `local`
     // for a wildcard bind).
-    let dst = stream.local_addr().unwrap_or(local);
-    let result = match kind {
-        ListenerKind::Http => conn::serve_http(stream, peer, dst, shared).await,
-        ListenerKind::Tcp => conn::serve_tcp(stream, peer, dst, shared).await,
-        ListenerKind::DnsTcp | ListenerKind::DnsUdp => {
-            dns_server::serve_tcp(stream, peer, dst, shared, responder, record_out_of_zone).await
+    let dst = stream.local_addr().unwrap_or(listener.local);
+    let http = listener.kind == ListenerKind::Http;
+    let opening = match listener.proxy {
+        Some(policy) if policy.trusts(peer.ip()) => {
+            match conn::read_proxy_header(&mut stream, peer, dst, http, shared).await {
+                Ok(Some(opening)) => Ok(opening),
+                Ok(None) => return,
+                Err(e) => Err(e),
+            }
+        }
+        Some(_) => Ok(Opening::direct(peer, dst, true)),
+        None => Ok(Opening::direct(peer, dst, false)),
+    };
+    let result = match (opening, listener.kind) {
+        (Err(e), _) => Err(e),
+        (Ok(opening), ListenerKind::Http) => conn::serve_http(stream, opening, shared).await,
+        (Ok(opening), ListenerKind::Tcp) => conn::serve_tcp(stream, opening, shared).await,
+        (Ok(_), ListenerKind::DnsTcp | ListenerKind::DnsUdp) => {
+            dns_server::serve_tcp(
+                stream,
+                peer,
+                dst,
+                shared,
+                responder,
+                listener.record_out_of_zone,
+            )
+            .await
         }
     };
     if let Err(e) = result {

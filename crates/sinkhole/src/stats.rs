@@ -65,6 +65,15 @@ stats! {
     tls_sni: "counter",
     /// Raw TCP sessions recorded.
     tcp_sessions: "counter",
+    /// PROXY protocol headers accepted from trusted proxies.
+    proxy_headers: "counter",
+    /// Connections from trusted proxies whose PROXY header was missing,
+    /// malformed or late (recorded as malformed with the proxy's address, or
+    /// closed unrecorded when nothing at all arrived).
+    proxy_refused: "counter",
+    /// PROXY headers sent by peers that are not trusted proxies (recorded as
+    /// malformed with the real peer address, never believed).
+    proxy_untrusted: "counter",
     /// DNS queries answered (UDP and TCP).
     dns_queries: "counter",
     /// DNS queries answered NXDOMAIN (in zone, but no pattern matched).

@@ -9,7 +9,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use takedown_event::{Event, EventKind, Transport};
 use takedown_sinkhole::dns::Responder;
 use takedown_sinkhole::tls::{ClientHello, parse_client_hello};
-use takedown_sinkhole::{Config, ListenerKind, Sinkhole};
+use takedown_sinkhole::{Config, ListenerKind, Sinkhole, proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::mpsc::Receiver;
@@ -419,7 +419,7 @@ async fn tcp_first_bytes_and_port_family() {
     )
     .unwrap();
     cfg.families = fams;
-    cfg.tcp = vec![SocketAddr::from(([127, 0, 0, 1], port))];
+    cfg.tcp = vec![SocketAddr::from(([127, 0, 0, 1], port)).into()];
     let (sh, mut rx) = Sinkhole::start(cfg).unwrap();
     let addr = sh.addr(ListenerKind::Tcp).unwrap();
     assert_eq!(addr.port(), port);
@@ -510,7 +510,7 @@ async fn full_channel_sheds_with_a_count() {
 fn bad_bind_fails_cleanly_and_no_runtime_is_needed() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut cfg = config("", "");
-    cfg.http = vec![taken.local_addr().unwrap()];
+    cfg.http = vec![taken.local_addr().unwrap().into()];
     let err = Sinkhole::start(cfg).unwrap_err();
     assert!(err.to_string().contains("cannot listen"), "{err}");
 
@@ -526,6 +526,209 @@ fn bad_bind_fails_cleanly_and_no_runtime_is_needed() {
     let ev = rx.blocking_recv().unwrap();
     assert_eq!(ev.http_url.as_deref(), Some("/sync"));
     drop(sh);
+}
+
+/// A sinkhole whose HTTP and TCP listeners take PROXY headers from `trusted`.
+fn start_proxied(trusted: &str, limits: &str) -> (Sinkhole, Receiver<Event>) {
+    let text = format!(
+        r#"
+sensor = "it-proxy"
+trusted_proxies = [{trusted}]
+[[http]]
+bind = "127.0.0.1:0"
+proxy_protocol = true
+[[tcp]]
+bind = "127.0.0.1:0"
+proxy_protocol = true
+[[families]]
+family = "examplebot"
+domains = ["*.example-botnet.test"]
+[limits]
+{limits}
+"#
+    );
+    Sinkhole::start(Config::from_toml(&text).unwrap()).unwrap()
+}
+
+const CHECKIN: &[u8] =
+    b"POST /bot/3f2a HTTP/1.1\r\nHost: c2.example-botnet.test\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v1_and_v2_from_a_trusted_peer_set_the_source() {
+    let (sh, mut rx) = start_proxied(r#""127.0.0.0/8""#, "");
+    let http = sh.addr(ListenerKind::Http).unwrap();
+    let client: SocketAddr = "198.51.100.7:51000".parse().unwrap();
+    let front: SocketAddr = "192.0.2.1:80".parse().unwrap();
+
+    let v1 = [proxy::encode_v1(client, front).as_bytes(), CHECKIN].concat();
+    assert!(exchange(http, &v1).await.starts_with(b"HTTP/1.1 200 OK"));
+    let ev = next_event(&mut rx).await;
+    assert_eq!((ev.src_ip, ev.src_port), (client.ip(), client.port()));
+    assert_eq!((ev.dst_ip, ev.dst_port), (front.ip(), front.port()));
+    assert_eq!(ev.http_url.as_deref(), Some("/bot/3f2a"));
+    assert_eq!(ev.payload.as_deref(), Some("6869"));
+    assert_eq!(ev.family.as_ref().map(|f| f.as_str()), Some("examplebot"));
+    assert!(!ev.malformed);
+
+    // Version 2 over IPv6, the header and request arriving in separate writes.
+    let client6: SocketAddr = "[2001:db8::7]:40000".parse().unwrap();
+    let front6: SocketAddr = "[2001:db8::1]:8080".parse().unwrap();
+    let mut s = TcpStream::connect(http).await.unwrap();
+    let v2 = proxy::encode_v2(client6, front6);
+    s.write_all(&v2[..7]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.write_all(&v2[7..]).await.unwrap();
+    s.write_all(CHECKIN).await.unwrap();
+    let mut reply = Vec::new();
+    timeout(PATIENCE, s.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK"));
+    let ev = next_event(&mut rx).await;
+    assert_eq!((ev.src_ip, ev.src_port), (client6.ip(), client6.port()));
+    assert_eq!(ev.dst_port, 8080);
+
+    // LOCAL (a health check): the real peer is recorded.
+    let mut local = proxy::V2_SIGNATURE.to_vec();
+    local.extend_from_slice(&[0x20, 0x00, 0, 0]);
+    let mut s = TcpStream::connect(http).await.unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(&[local.as_slice(), CHECKIN].concat())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    timeout(PATIENCE, s.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    let ev = next_event(&mut rx).await;
+    assert_eq!((ev.src_ip, ev.src_port), (me.ip(), me.port()));
+    assert!(!ev.malformed);
+
+    // Raw TCP: the first bytes after the header are recorded.
+    let tcp = sh.addr(ListenerKind::Tcp).unwrap();
+    let first = [proxy::encode_v1(client, front).as_bytes(), b"\x01\x02bot"].concat();
+    assert!(exchange(tcp, &first).await.is_empty());
+    let ev = next_event(&mut rx).await;
+    assert_eq!(ev.kind, EventKind::Tcp);
+    assert_eq!(ev.src_ip, client.ip());
+    assert_eq!(ev.payload.as_deref(), Some("0102626f74"));
+    let st = sh.stats().snapshot();
+    assert_eq!(st.proxy_headers, 4);
+    assert_eq!(st.proxy_refused + st.proxy_untrusted, 0);
+    sh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_peer_without_a_valid_header_is_recorded_malformed() {
+    let (sh, mut rx) = start_proxied(r#""127.0.0.1/32""#, "header_timeout_ms = 300");
+    let http = sh.addr(ListenerKind::Http).unwrap();
+
+    // A plain request from the proxy: malformed, from the proxy's own address.
+    let mut s = TcpStream::connect(http).await.unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(CHECKIN).await.unwrap();
+    let mut reply = Vec::new();
+    timeout(PATIENCE, s.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 400"), "{reply:?}");
+    let ev = next_event(&mut rx).await;
+    assert!(ev.malformed);
+    assert_eq!((ev.src_ip, ev.src_port), (me.ip(), me.port()));
+    // Only what was read while looking for the header is kept.
+    assert_eq!(ev.http_method.as_deref(), Some("POST"));
+    assert!(ev.payload.is_some());
+
+    // A garbled header.
+    let reply = exchange(
+        http,
+        b"PROXY TCP4 198.51.100.7 300.0.0.1 1 80\r\nGET / HTTP/1.1\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with(b"HTTP/1.1 400"));
+    let ev = next_event(&mut rx).await;
+    assert!(ev.malformed);
+    assert_eq!(ev.src_ip, me.ip());
+    assert_eq!(ev.http_method, None);
+
+    // A header cut short, then silence: recorded once the deadline passes.
+    let mut s = TcpStream::connect(http).await.unwrap();
+    s.write_all(b"PROXY TCP4 198.51.100.7").await.unwrap();
+    assert!(wait_closed(&mut s).await);
+    let ev = next_event(&mut rx).await;
+    assert!(ev.malformed);
+    assert_eq!(ev.src_ip, me.ip());
+
+    // An oversize version 1 line on the TCP listener.
+    let tcp = sh.addr(ListenerKind::Tcp).unwrap();
+    let long = [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 200]].concat();
+    let _ = exchange(tcp, &long).await;
+    let ev = next_event(&mut rx).await;
+    assert_eq!(ev.kind, EventKind::Tcp);
+    assert!(ev.malformed);
+    assert_eq!(ev.src_ip, me.ip());
+
+    // A connection that sends nothing (a TCP health check) is not recorded.
+    let mut s = TcpStream::connect(http).await.unwrap();
+    assert!(wait_closed(&mut s).await);
+    let st = sh.stats().snapshot();
+    assert_eq!(st.proxy_refused, 5);
+    assert_eq!(st.proxy_headers, 0);
+    assert!(rx.try_recv().is_err());
+    sh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untrusted_peers_cannot_spoof_the_source() {
+    // Only a documentation address is trusted, so loopback clients are not.
+    let (sh, mut rx) = start_proxied(r#""203.0.113.0/24""#, "");
+    let http = sh.addr(ListenerKind::Http).unwrap();
+    let spoofed: SocketAddr = "198.51.100.7:51000".parse().unwrap();
+    let front: SocketAddr = "192.0.2.1:80".parse().unwrap();
+    for header in [
+        proxy::encode_v1(spoofed, front).into_bytes(),
+        proxy::encode_v2(spoofed, front),
+    ] {
+        let mut s = TcpStream::connect(http).await.unwrap();
+        let me = s.local_addr().unwrap();
+        s.write_all(&[header.as_slice(), CHECKIN].concat())
+            .await
+            .unwrap();
+        let mut reply = Vec::new();
+        timeout(PATIENCE, s.read_to_end(&mut reply))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(reply.starts_with(b"HTTP/1.1 400"));
+        let ev = next_event(&mut rx).await;
+        assert!(ev.malformed);
+        assert_eq!((ev.src_ip, ev.src_port), (me.ip(), me.port()));
+    }
+    // A direct client without a header is served as usual.
+    let mut s = TcpStream::connect(http).await.unwrap();
+    let me = s.local_addr().unwrap();
+    s.write_all(CHECKIN).await.unwrap();
+    let mut reply = Vec::new();
+    timeout(PATIENCE, s.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+    let ev = next_event(&mut rx).await;
+    assert!(!ev.malformed);
+    assert_eq!(ev.src_ip, me.ip());
+
+    // Raw TCP: recorded as sent, flagged, against the real peer.
+    let tcp = sh.addr(ListenerKind::Tcp).unwrap();
+    let _ = exchange(tcp, proxy::encode_v1(spoofed, front).as_bytes()).await;
+    let ev = next_event(&mut rx).await;
+    assert!(ev.malformed);
+    assert_eq!(ev.src_ip, me.ip());
+    assert_eq!(sh.stats().snapshot().proxy_untrusted, 3);
+    sh.shutdown().await;
 }
 
 mod props {
