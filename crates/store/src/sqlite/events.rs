@@ -2,10 +2,13 @@
 //!
 //! # How a batch folds into host records
 //!
-//! An append first folds its events in memory, one accumulator per
-//! (UTC day, address, family), and then merges each accumulator into its row
-//! with one `INSERT ... ON CONFLICT DO UPDATE`. A busy bot checking in many
-//! times per batch therefore costs one row update, not one per event. The
+//! An append logs its events as encoded segments (see `segment.rs`) and
+//! folds them in memory, one accumulator per (UTC day, address, family). The
+//! accumulators are written as one delta blob per batch; a compaction (every
+//! few hundred thousand deltas, and before any record query) merges pending
+//! deltas in memory per record and then into each record's row with one
+//! `INSERT ... ON CONFLICT DO UPDATE`. A busy bot checking in many times
+//! therefore costs one row update per compaction, not one per event. The
 //! merge is order-independent: minimum, maximum and sum for the times and
 //! count, and for the samples the event with the greatest
 //! (timestamp, sample rank), where the rank is a fixed hash of the sample
@@ -26,7 +29,7 @@
 //!   window so bursts split across consecutive batches add up. A burst in an
 //!   older window split across batches by late delivery can go unnoticed.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -34,10 +37,9 @@ use std::sync::atomic::Ordering;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
-use takedown_event::{
-    Asn, CountryCode, Event, EventKind, Family, HostRecord, Network, SensorId, Timestamp, Transport,
-};
+use takedown_event::{Asn, CountryCode, Event, EventKind, Family, HostRecord, Network, Timestamp};
 
+use super::segment::{self, FxMap};
 use super::{SqliteStore, to_i64, to_u64};
 use crate::Error;
 use crate::record::{
@@ -318,17 +320,6 @@ impl<'a> Fold<'a> {
     }
 }
 
-const INSERT_EVENT: &str =
-    "INSERT INTO events (ts, kind, src_ip, src_port, dst_ip, dst_port, proto,
-    family, tag, sensor, malformed, http_method, http_url, http_host, http_agent, http_referer,
-    tls_sni, dns_qname, dns_qtype, payload, enriched, prefix, asn, as_name, country)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-            ?20, ?21, ?22, ?23, ?24, ?25)";
-
-const EVENT_COLUMNS: &str = "id, ts, kind, src_ip, src_port, dst_ip, dst_port, proto,
-    family, tag, sensor, malformed, http_method, http_url, http_host, http_agent, http_referer,
-    tls_sni, dns_qname, dns_qtype, payload, enriched, prefix, asn, as_name, country";
-
 /// `N` in the upsert: whether the incoming fold's sample is newer than the stored one.
 macro_rules! newer {
     () => {
@@ -336,22 +327,14 @@ macro_rules! newer {
     };
 }
 
-const INSERT_DELTA: &str = "INSERT INTO record_deltas (day, ip, family, first_seen, last_seen,
-        count, sample_rank, prefix, asn, as_name, country, sample_url, sample_host, sample_agent,
-        dst_port, agents, port_window, ports, nat, modified)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
-
-/// Merges every pending delta into its record, in key order. Several deltas
-/// of one record merge one after another, which is sound because the merge
-/// is associative and commutative.
+/// Merges one pending delta (already merged with the other pending deltas of
+/// its record, see [`Delta::merge`]) into its record. This is the same merge
+/// as [`Delta::merge`]; it is associative and commutative.
 const MERGE_DELTAS: &str = concat!(
     "INSERT INTO host_records (day, ip, family, first_seen, last_seen, count, sample_rank,
         prefix, asn, as_name, country, sample_url, sample_host, sample_agent, dst_port,
         agents, port_window, ports, nat, modified)
-     SELECT day, ip, family, first_seen, last_seen, count, sample_rank,
-        prefix, asn, as_name, country, sample_url, sample_host, sample_agent, dst_port,
-        agents, port_window, ports, nat, modified
-     FROM record_deltas WHERE 1 ORDER BY day, ip, family, rowid
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)
      ON CONFLICT (day, ip, family) DO UPDATE SET
         first_seen = min(first_seen, excluded.first_seen),
         last_seen = max(last_seen, excluded.last_seen),
@@ -468,74 +451,6 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HostRecord, Error>> {
     })())
 }
 
-fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Result<(EventId, Event), Error>> {
-    let id: i64 = r.get(0)?;
-    let ts: i64 = r.get(1)?;
-    let kind: i64 = r.get(2)?;
-    let src_ip: Vec<u8> = r.get(3)?;
-    let src_port: i64 = r.get(4)?;
-    let dst_ip: Vec<u8> = r.get(5)?;
-    let dst_port: i64 = r.get(6)?;
-    let proto: i64 = r.get(7)?;
-    let family: Option<String> = r.get(8)?;
-    let tag: Option<String> = r.get(9)?;
-    let sensor: String = r.get(10)?;
-    let malformed: bool = r.get(11)?;
-    let text = |i: usize| r.get::<_, Option<String>>(i);
-    let (http_method, http_url, http_host, http_agent, http_referer) =
-        (text(12)?, text(13)?, text(14)?, text(15)?, text(16)?);
-    let (tls_sni, dns_qname, dns_qtype, payload) = (text(17)?, text(18)?, text(19)?, text(20)?);
-    let enriched: bool = r.get(21)?;
-    let prefix = text(22)?;
-    let asn: Option<i64> = r.get(23)?;
-    let as_name = text(24)?;
-    let country = text(25)?;
-    Ok((|| {
-        let network = if enriched {
-            Some(Network {
-                prefix: parse_opt(prefix, "prefix")?,
-                asn: asn_from(asn)?,
-                as_name,
-                country: parse_opt::<CountryCode>(country, "country")?,
-            })
-        } else {
-            None
-        };
-        Ok((
-            EventId(to_u64(id, "event id")?),
-            Event {
-                timestamp: Timestamp(ts),
-                kind: kind_from_code(kind)?,
-                src_ip: ip_from_bytes(&src_ip)?,
-                src_port: port_from(src_port)?,
-                dst_ip: ip_from_bytes(&dst_ip)?,
-                dst_port: port_from(dst_port)?,
-                protocol: if proto == 1 {
-                    Transport::Udp
-                } else {
-                    Transport::Tcp
-                },
-                http_method,
-                http_url,
-                http_host,
-                http_agent,
-                http_referer,
-                tls_sni,
-                dns_qname,
-                dns_qtype,
-                payload,
-                family: parse_opt(family, "family")?,
-                tag,
-                sensor: sensor
-                    .parse::<SensorId>()
-                    .map_err(|_| Error::Corrupt(format!("sensor {sensor:?}")))?,
-                malformed,
-                network,
-            },
-        ))
-    })())
-}
-
 /// Builds the WHERE clause for a record filter, pushing its parameters.
 fn record_where(filter: &RecordFilter, params: &mut Vec<Value>) -> Result<String, Error> {
     let mut conds: Vec<String> = Vec::new();
@@ -603,19 +518,247 @@ fn record_where(filter: &RecordFilter, params: &mut Vec<Value>) -> Result<String
 /// Deltas pending before an append compacts them.
 const COMPACT_AT: u64 = 262_144;
 
+/// One record's pending change: one batch's fold, or several merged.
+///
+/// Deltas are kept per batch as one encoded blob in `record_deltas` and
+/// merged, first with each other in memory and then into `host_records`, by
+/// [`compact`]. Text borrows from the blobs being merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Delta<'a> {
+    first: i64,
+    last: i64,
+    count: u64,
+    rank: i64,
+    prefix: Option<ipnet::IpNet>,
+    asn: Option<u32>,
+    as_name: Option<&'a str>,
+    country: Option<&'a str>,
+    url: Option<&'a str>,
+    host: Option<&'a str>,
+    agent: Option<&'a str>,
+    dst_port: u16,
+    agents: Cow<'a, [u8]>,
+    window: i64,
+    ports: Cow<'a, [u8]>,
+    nat: bool,
+    modified: i64,
+}
+
+/// The key of a host record: UTC day, address, family (empty if unattributed).
+type RecordKey<'a> = (i64, IpKey, &'a str);
+
+impl Delta<'_> {
+    /// Folds `b` into `self` exactly as [`MERGE_DELTAS`] folds a delta into a row.
+    fn merge(&mut self, b: Self) {
+        let newer = b.last > self.last || (b.last == self.last && b.rank > self.rank);
+        let agents = union_sorted(&self.agents, &b.agents, AGENT_WIDTH, AGENT_K);
+        let same_window = b.window == self.window;
+        let ports = if b.window > self.window {
+            b.ports.clone()
+        } else if same_window {
+            Cow::Owned(union_sorted(&self.ports, &b.ports, 2, PORT_K))
+        } else {
+            self.ports.clone()
+        };
+        self.nat = self.nat
+            || b.nat
+            || agents.len() >= AGENT_NAT * AGENT_WIDTH
+            || (same_window && ports.len() >= PORT_NAT * 2);
+        self.agents = Cow::Owned(agents);
+        self.ports = ports;
+        self.window = self.window.max(b.window);
+        self.first = self.first.min(b.first);
+        self.last = self.last.max(b.last);
+        self.count += b.count;
+        self.modified = self.modified.max(b.modified);
+        if newer {
+            self.rank = b.rank;
+            self.prefix = b.prefix;
+            self.asn = b.asn;
+            self.as_name = b.as_name;
+            self.country = b.country;
+            self.url = b.url;
+            self.host = b.host;
+            self.agent = b.agent;
+            self.dst_port = b.dst_port;
+        }
+    }
+}
+
+/// The smallest encoding of one delta, used to bound the declared count.
+const MIN_DELTA_BYTES: usize = 20;
+
+/// Encodes one batch's folds as a delta blob; the batch's `modified` is stored beside it.
+fn encode_deltas<'a>(folds: &mut [(&(i64, IpKey, &'a str), &mut Fold<'a>)]) -> Vec<u8> {
+    let mut w = segment::Writer::new(folds.len(), folds.len() * 48);
+    for ((day, ip, family), fold) in folds.iter_mut() {
+        let (agents, window, ports, nat) = fold.sketches();
+        let rank = match fold.latest_rank {
+            Some(r) => r,
+            None => sample_rank(fold.latest),
+        };
+        let e: &'a Event = fold.latest;
+        let n = e.network.as_ref();
+        w.signed(*day);
+        w.blob(ip.as_slice());
+        w.text(Some(family));
+        w.signed(fold.first);
+        w.signed(fold.last);
+        w.varint(fold.count);
+        w.signed(rank);
+        match n.and_then(|n| n.prefix) {
+            Some(p) => {
+                w.ip(p.addr());
+                w.byte(p.prefix_len());
+            }
+            None => w.byte(0),
+        }
+        w.varint(n.and_then(|n| n.asn).map_or(0, |a| u64::from(a.0) + 1));
+        w.text(n.and_then(|n| n.as_name.as_deref()));
+        w.text(n.and_then(|n| n.country.as_ref()).map(CountryCode::as_str));
+        w.text(e.http_url.as_deref());
+        w.text(e.http_host.as_deref());
+        w.text(e.http_agent.as_deref());
+        w.varint(u64::from(e.dst_port));
+        w.blob(&agents);
+        w.signed(window);
+        w.blob(&ports);
+        w.byte(u8::from(nat));
+    }
+    w.finish()
+}
+
+/// Decodes a delta blob, passing each delta to `f`.
+fn decode_deltas<'a>(
+    data: &'a [u8],
+    modified: i64,
+    f: &mut dyn FnMut(RecordKey<'a>, Delta<'a>),
+) -> Result<(), Error> {
+    let mut r = segment::Decoder::with_min_item(data, MIN_DELTA_BYTES)?;
+    let bad = |what: &str| segment::corrupt(what);
+    while r.take_item() {
+        let day = r.signed()?;
+        let ip = ip_from_bytes(r.blob(16)?)?;
+        let family = r.text()?.ok_or_else(|| bad("missing family"))?;
+        let first = r.signed()?;
+        let last = r.signed()?;
+        let count = r.varint()?;
+        let rank = r.signed()?;
+        let prefix = match r.byte()? {
+            0 => None,
+            len => {
+                let addr = r.ip_of_len(len)?;
+                let bits = r.byte()?;
+                Some(ipnet::IpNet::new(addr, bits).map_err(|_| bad("prefix length"))?)
+            }
+        };
+        let asn = match r.varint()? {
+            0 => None,
+            a => Some(u32::try_from(a - 1).map_err(|_| bad("AS number"))?),
+        };
+        let delta = Delta {
+            first,
+            last,
+            count,
+            rank,
+            prefix,
+            asn,
+            as_name: r.text()?,
+            country: r.text()?,
+            url: r.text()?,
+            host: r.text()?,
+            agent: r.text()?,
+            dst_port: u16::try_from(r.varint()?).map_err(|_| bad("port"))?,
+            agents: Cow::Borrowed(r.blob(AGENT_WIDTH * AGENT_K)?),
+            window: r.signed()?,
+            ports: Cow::Borrowed(r.blob(2 * PORT_K)?),
+            nat: r.byte()? != 0,
+            modified,
+        };
+        f((day, IpKey::new(ip), family), delta);
+    }
+    if !r.is_done() {
+        return Err(bad("trailing bytes after the deltas"));
+    }
+    Ok(())
+}
+
 /// Merges all pending deltas into host records in one transaction.
+///
+/// The deltas of one record are merged in memory first, so a record touched
+/// by many batches since the last compaction costs one row update; the
+/// updates then run in key order, walking the records' B-tree front to back.
 fn compact(conn: &mut Connection) -> Result<usize, Error> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(Error::sqlite("starting a compaction"))?;
-    let n = tx
-        .execute(MERGE_DELTAS, [])
-        .map_err(Error::sqlite("merging record deltas"))?;
+    let mut blobs: Vec<(i64, Vec<u8>)> = Vec::new();
+    let mut pending = 0i64;
+    {
+        let mut s = tx
+            .prepare_cached("SELECT n, modified, data FROM record_deltas ORDER BY id")
+            .map_err(Error::sqlite("reading record deltas"))?;
+        let rows = s
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(Error::sqlite("reading record deltas"))?;
+        for r in rows {
+            let (n, modified, data) = r.map_err(Error::sqlite("reading record deltas"))?;
+            pending = pending.saturating_add(n.max(0));
+            blobs.push((modified, data));
+        }
+    }
+    // The declared counts only size the map; decoding checks each blob.
+    let pending = usize::try_from(pending).unwrap_or(0);
+    let mut merged: FxMap<RecordKey<'_>, Delta<'_>> =
+        FxMap::with_capacity_and_hasher(pending.min(COMPACT_AT as usize * 2), Default::default());
+    for (modified, data) in &blobs {
+        decode_deltas(data, *modified, &mut |key, d| match merged.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().merge(d),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(d);
+            }
+        })?;
+    }
+    let mut merged: Vec<_> = merged.into_iter().collect();
+    merged.sort_unstable_by(|a, b| {
+        let ((da, ia, fa), (db, ib, fb)) = (a.0, b.0);
+        (da, ia.as_slice(), fa).cmp(&(db, ib.as_slice(), fb))
+    });
+    {
+        let mut up = tx
+            .prepare_cached(MERGE_DELTAS)
+            .map_err(Error::sqlite("preparing the record merge"))?;
+        for ((day, ip, family), d) in &merged {
+            up.execute(params![
+                day,
+                ip.as_slice(),
+                family,
+                d.first,
+                d.last,
+                to_i64(d.count),
+                d.rank,
+                d.prefix.map(|p| p.to_string()),
+                d.asn,
+                d.as_name,
+                d.country,
+                d.url,
+                d.host,
+                d.agent,
+                d.dst_port,
+                &*d.agents,
+                d.window,
+                &*d.ports,
+                d.nat,
+                d.modified,
+            ])
+            .map_err(Error::sqlite("merging record deltas"))?;
+        }
+    }
     tx.execute("DELETE FROM record_deltas", [])
         .map_err(Error::sqlite("clearing record deltas"))?;
     tx.commit()
         .map_err(Error::sqlite("committing a compaction"))?;
-    Ok(n)
+    Ok(merged.len())
 }
 
 impl SqliteStore {
@@ -650,8 +793,10 @@ fn read_tx(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, Error> {
 impl EventStore for SqliteStore {
     fn append_events(&self, events: &[Event]) -> Result<AppendReport, Error> {
         // Fold before taking the writer, so other writers wait less.
-        let mut folds: HashMap<(i64, IpKey, &str), Fold<'_>> = HashMap::new();
-        let mut counts: HashMap<(i64, i64, &str), u64> = HashMap::new();
+        // Sized for the worst case, every event its own record, so the map never rehashes.
+        let mut folds: FxMap<RecordKey<'_>, Fold<'_>> =
+            FxMap::with_capacity_and_hasher(events.len(), Default::default());
+        let mut counts: FxMap<(i64, i64, &str), u64> = FxMap::default();
         for e in events {
             let day = e.timestamp.day();
             let family = e.family.as_ref().map_or("", Family::as_str);
@@ -677,81 +822,20 @@ impl EventStore for SqliteStore {
                 .and_then(|mut s| s.query_row([now], |r| r.get(0)))
                 .map_err(Error::sqlite("advancing the record clock"))?;
             {
-                let mut ins = tx
-                    .prepare_cached(INSERT_EVENT)
-                    .map_err(Error::sqlite("preparing the event insert"))?;
-                for e in events {
-                    let n = e.network.as_ref();
-                    ins.execute(params![
-                        e.timestamp.0,
-                        kind_code(e.kind),
-                        IpKey::new(e.src_ip).as_slice(),
-                        e.src_port,
-                        IpKey::new(e.dst_ip).as_slice(),
-                        e.dst_port,
-                        i64::from(e.protocol == Transport::Udp),
-                        e.family.as_ref().map(Family::as_str),
-                        e.tag,
-                        e.sensor.as_str(),
-                        e.malformed,
-                        e.http_method,
-                        e.http_url,
-                        e.http_host,
-                        e.http_agent,
-                        e.http_referer,
-                        e.tls_sni,
-                        e.dns_qname,
-                        e.dns_qtype,
-                        e.payload,
-                        n.is_some(),
-                        n.and_then(|n| n.prefix).map(|p| p.to_string()),
-                        n.and_then(|n| n.asn).map(|a| a.0),
-                        n.and_then(|n| n.as_name.as_deref()),
-                        n.and_then(|n| n.country).map(|c| c.to_string()),
-                    ])
-                    .map_err(Error::sqlite("appending an event"))?;
-                }
-                let mut up = tx
-                    .prepare_cached(INSERT_DELTA)
-                    .map_err(Error::sqlite("preparing the record delta insert"))?;
-                // Upserting in key order walks the primary-key tree once, front
-                // to back, instead of hopping between random pages.
-                let mut folds: Vec<_> = folds.iter_mut().collect();
-                folds.sort_unstable_by(|a, b| {
-                    let ((da, ia, fa), (db, ib, fb)) = (a.0, b.0);
-                    (da, ia.as_slice(), fa).cmp(&(db, ib.as_slice(), fb))
-                });
-                for ((day, ip, family), fold) in folds {
-                    let (agents, window, ports, nat) = fold.sketches();
-                    let rank = match fold.latest_rank {
-                        Some(r) => r,
-                        None => sample_rank(fold.latest),
-                    };
-                    let e = fold.latest;
-                    let n = e.network.as_ref();
-                    up.execute(params![
-                        day,
-                        ip.as_slice(),
-                        family,
-                        fold.first,
-                        fold.last,
-                        to_i64(fold.count),
-                        rank,
-                        n.and_then(|n| n.prefix).map(|p| p.to_string()),
-                        n.and_then(|n| n.asn).map(|a| a.0),
-                        n.and_then(|n| n.as_name.as_deref()),
-                        n.and_then(|n| n.country).map(|c| c.to_string()),
-                        e.http_url,
-                        e.http_host,
-                        e.http_agent,
-                        e.dst_port,
-                        agents,
-                        window,
-                        ports,
-                        nat,
-                        modified,
-                    ])
-                    .map_err(Error::sqlite("updating a host record"))?;
+                log_events(&tx, events)?;
+                if !folds.is_empty() {
+                    let mut folds: Vec<_> = folds.iter_mut().collect();
+                    tx.prepare_cached(
+                        "INSERT INTO record_deltas (n, modified, data) VALUES (?1, ?2, ?3)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            to_i64(folds.len() as u64),
+                            modified,
+                            encode_deltas(&mut folds)
+                        ])
+                    })
+                    .map_err(Error::sqlite("appending record deltas"))?;
                 }
                 let mut cnt = tx
                     .prepare_cached(UPSERT_COUNT)
@@ -943,32 +1027,39 @@ impl EventStore for SqliteStore {
         query: &EventQuery,
         f: &mut dyn FnMut(EventId, Event) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let mut conds = vec!["id > ?".to_owned()];
-        let mut params = vec![Value::Integer(query.after.map_or(0, |e| to_i64(e.0)))];
-        if let Some(t) = query.from {
-            conds.push("ts >= ?".into());
-            params.push(Value::Integer(t.0));
-        }
-        if let Some(t) = query.until {
-            conds.push("ts < ?".into());
-            params.push(Value::Integer(t.0));
-        }
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE {} ORDER BY id",
-            conds.join(" AND ")
-        );
+        let after = query.after.map_or(0, |e| to_i64(e.0));
+        let from = query.from.map_or(i64::MIN, |t| t.0);
+        let until = query.until.map_or(i64::MAX, |t| t.0);
         self.read(|conn| {
             let tx = read_tx(conn)?;
             let mut s = tx
-                .prepare_cached(&sql)
+                .prepare_cached(
+                    "SELECT first_id, data FROM event_segments
+                     WHERE first_id + n - 1 > ?1 AND max_ts >= ?2 AND min_ts < ?3
+                     ORDER BY first_id",
+                )
                 .map_err(Error::sqlite("scanning events"))?;
             let mut rows = s
-                .query(params_from_iter(params.iter()))
+                .query(params![after, from, until])
                 .map_err(Error::sqlite("scanning events"))?;
             while let Some(r) = rows.next().map_err(Error::sqlite("scanning events"))? {
-                let (id, e) = event_from_row(r).map_err(Error::sqlite("scanning events"))??;
-                if f(id, e).is_break() {
-                    break;
+                let first: i64 = r.get(0).map_err(Error::sqlite("scanning events"))?;
+                let data = r
+                    .get_ref(1)
+                    .and_then(|v| v.as_blob().map_err(Into::into))
+                    .map_err(Error::sqlite("scanning events"))?;
+                let first = to_u64(first, "event id")?;
+                let mut dec = segment::Decoder::new(data)?;
+                let mut id = first;
+                while let Some(e) = dec.next_event()? {
+                    let this = id;
+                    id += 1;
+                    if to_i64(this) <= after || e.timestamp.0 < from || e.timestamp.0 >= until {
+                        continue;
+                    }
+                    if f(EventId(this), e).is_break() {
+                        return Ok(());
+                    }
                 }
             }
             Ok(())
@@ -976,9 +1067,214 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// Appends a batch to the event log, one segment row per [`segment::SEGMENT_EVENTS`] events.
+fn log_events(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    // Ids are handed out from a counter rather than from the table, so they
+    // are never reused, whatever happens to old segments.
+    let last: i64 = tx
+        .prepare_cached(
+            "UPDATE meta SET value = value + ?1 WHERE key = 'event_seq' RETURNING value",
+        )
+        .and_then(|mut s| s.query_row([to_i64(events.len() as u64)], |r| r.get(0)))
+        .map_err(Error::sqlite("allocating event ids"))?;
+    let mut first = last - to_i64(events.len() as u64) + 1;
+    let mut ins = tx
+        .prepare_cached(
+            "INSERT INTO event_segments (first_id, n, min_ts, max_ts, data)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .map_err(Error::sqlite("preparing the event insert"))?;
+    for chunk in events.chunks(segment::SEGMENT_EVENTS) {
+        let (lo, hi) = chunk.iter().fold((i64::MAX, i64::MIN), |(lo, hi), e| {
+            (lo.min(e.timestamp.0), hi.max(e.timestamp.0))
+        });
+        let n = to_i64(chunk.len() as u64);
+        ins.execute(params![first, n, lo, hi, segment::encode(chunk)])
+            .map_err(Error::sqlite("appending events"))?;
+        first += n;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pseudo-random delta with small ranges, so ties and equal windows are common.
+    fn delta(x: &mut u64) -> Delta<'static> {
+        let mut r = || {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x
+        };
+        let sorted = |mut v: Vec<u8>, w: usize| {
+            let mut items: Vec<Vec<u8>> = v.chunks_exact(w).map(<[u8]>::to_vec).collect();
+            items.sort();
+            items.dedup();
+            v = items.concat();
+            v
+        };
+        let agents = (0..r() % 9)
+            .flat_map(|_| ((r() % 12) as u32).to_be_bytes())
+            .collect();
+        let ports = (0..r() % 17)
+            .flat_map(|_| ((r() % 40) as u16).to_be_bytes())
+            .collect();
+        let first = (r() % 5) as i64;
+        Delta {
+            first,
+            last: first + (r() % 3) as i64,
+            count: 1 + r() % 4,
+            rank: (r() % 3) as i64 - 1,
+            prefix: ["192.0.2.0/24", "198.51.100.0/24"][(r() % 2) as usize]
+                .parse()
+                .ok(),
+            asn: (r() % 2 == 0).then_some((r() % 3) as u32),
+            as_name: ["A", "B"].get((r() % 3) as usize).copied(),
+            country: ["DE", "US"].get((r() % 3) as usize).copied(),
+            url: ["/a", "/b"].get((r() % 3) as usize).copied(),
+            host: ["h1", "h2"].get((r() % 3) as usize).copied(),
+            agent: ["u1", "u2"].get((r() % 3) as usize).copied(),
+            dst_port: (r() % 3) as u16,
+            agents: Cow::Owned(sorted(agents, AGENT_WIDTH)),
+            window: (r() % 2) as i64,
+            ports: Cow::Owned(sorted(ports, 2)),
+            nat: r() % 7 == 0,
+            modified: (r() % 4) as i64,
+        }
+    }
+
+    fn sql_merge(conn: &Connection, d: &Delta<'_>) {
+        conn.execute(
+            MERGE_DELTAS,
+            params![
+                1,
+                [10u8, 0, 0, 1],
+                "fam",
+                d.first,
+                d.last,
+                to_i64(d.count),
+                d.rank,
+                d.prefix.map(|p| p.to_string()),
+                d.asn,
+                d.as_name,
+                d.country,
+                d.url,
+                d.host,
+                d.agent,
+                d.dst_port,
+                &*d.agents,
+                d.window,
+                &*d.ports,
+                d.nat,
+                d.modified,
+            ],
+        )
+        .unwrap();
+    }
+
+    fn sql_row(conn: &Connection) -> Delta<'static> {
+        let leak = |s: Option<String>| s.map(|s| &*Box::leak(s.into_boxed_str()));
+        conn.query_row(
+            "SELECT first_seen, last_seen, count, sample_rank, prefix, asn, as_name, country,
+                sample_url, sample_host, sample_agent, dst_port, agents, port_window, ports,
+                nat, modified FROM host_records",
+            [],
+            |r| {
+                Ok(Delta {
+                    first: r.get(0)?,
+                    last: r.get(1)?,
+                    count: r.get::<_, i64>(2)? as u64,
+                    rank: r.get(3)?,
+                    prefix: r.get::<_, Option<String>>(4)?.map(|p| p.parse().unwrap()),
+                    asn: r.get(5)?,
+                    as_name: leak(r.get(6)?),
+                    country: leak(r.get(7)?),
+                    url: leak(r.get(8)?),
+                    host: leak(r.get(9)?),
+                    agent: leak(r.get(10)?),
+                    dst_port: r.get(11)?,
+                    agents: Cow::Owned(r.get(12)?),
+                    window: r.get(13)?,
+                    ports: Cow::Owned(r.get(14)?),
+                    nat: r.get(15)?,
+                    modified: r.get(16)?,
+                })
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn memory_merge_matches_the_sql_merge() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let mut x = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..300 {
+            conn.execute("DELETE FROM host_records", []).unwrap();
+            let n = 2 + x % 3;
+            let deltas: Vec<Delta<'static>> = (0..n).map(|_| delta(&mut x)).collect();
+            let mut mem = deltas[0].clone();
+            for d in &deltas {
+                sql_merge(&conn, d);
+            }
+            for d in &deltas[1..] {
+                mem.merge(d.clone());
+            }
+            assert_eq!(sql_row(&conn), mem, "{deltas:?}");
+        }
+    }
+
+    #[test]
+    fn delta_blobs_round_trip_and_reject_damage() {
+        let events: Vec<Event> = (0..40u16)
+            .map(|i| {
+                let mut e = Event::new(
+                    Timestamp(1_700_000_000_000_000 + i64::from(i % 7) * 1_000_000),
+                    EventKind::Http,
+                    std::net::SocketAddr::new([10, 0, 0, (i % 5) as u8].into(), 1000 + i),
+                    "198.51.100.1:80".parse().unwrap(),
+                    "sh1".parse().unwrap(),
+                );
+                e.http_agent = Some(format!("agent{}", i % 6));
+                e.family = (i % 2 == 0).then(|| "fam".parse().unwrap());
+                e.network = Some(Network {
+                    prefix: "10.0.0.0/8".parse().ok(),
+                    asn: Some(Asn(64500)),
+                    as_name: Some("EX".into()),
+                    country: "DE".parse().ok(),
+                });
+                e
+            })
+            .collect();
+        let mut folds: FxMap<RecordKey<'_>, Fold<'_>> = FxMap::default();
+        for e in &events {
+            let family = e.family.as_ref().map_or("", Family::as_str);
+            folds
+                .entry((e.timestamp.day(), IpKey::new(e.src_ip), family))
+                .or_insert_with(|| Fold::new(e))
+                .add(e);
+        }
+        let mut list: Vec<_> = folds.iter_mut().collect();
+        let blob = encode_deltas(&mut list);
+        let mut n = 0;
+        let mut total = 0;
+        decode_deltas(&blob, 7, &mut |_, d| {
+            n += 1;
+            total += d.count;
+            assert_eq!(d.modified, 7);
+        })
+        .unwrap();
+        assert_eq!((n, total), (list.len(), events.len() as u64));
+        for cut in 0..blob.len() {
+            assert!(decode_deltas(&blob[..cut], 7, &mut |_, _| {}).is_err());
+        }
+    }
 
     fn items(v: &[u16]) -> Vec<u8> {
         v.iter().flat_map(|x| x.to_be_bytes()).collect()

@@ -3,6 +3,7 @@
 mod banks;
 mod events;
 mod schema;
+mod segment;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -83,12 +84,19 @@ impl SqliteStore {
         configure(&writer, true)?;
         events::register_functions(&writer)?;
         schema::migrate(&mut writer)?;
+        // Deltas left by an earlier process count towards the next
+        // compaction, so restarts cannot pile them up without bound.
+        let pending: i64 = writer
+            .query_row("SELECT COALESCE(SUM(n), 0) FROM record_deltas", [], |r| {
+                r.get(0)
+            })
+            .map_err(Error::sqlite("counting pending record deltas"))?;
         tracing::debug!(path = %path.display(), "Store opened.");
         Ok(SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
-            pending: AtomicU64::new(0),
+            pending: AtomicU64::new(u64::try_from(pending).unwrap_or(0)),
         })
     }
 

@@ -14,7 +14,8 @@ CREATE TABLE meta (
 ) WITHOUT ROWID;
 -- version_seq: the store-wide bank version counter.
 -- clock: the last `modified` stamp handed to host records, so it never runs backwards.
-INSERT INTO meta (key, value) VALUES ('version_seq', 0), ('clock', 0);
+-- event_seq: the id of the last logged event.
+INSERT INTO meta (key, value) VALUES ('version_seq', 0), ('clock', 0), ('event_seq', 0);
 
 CREATE TABLE banks (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,35 +51,17 @@ CREATE TABLE bank_tombstones (
     PRIMARY KEY (bank_id, version, entry_id)
 ) WITHOUT ROWID;
 
-CREATE TABLE events (
-    id           INTEGER PRIMARY KEY,
-    ts           INTEGER NOT NULL,
-    kind         INTEGER NOT NULL,
-    src_ip       BLOB NOT NULL,
-    src_port     INTEGER NOT NULL,
-    dst_ip       BLOB NOT NULL,
-    dst_port     INTEGER NOT NULL,
-    proto        INTEGER NOT NULL,
-    family       TEXT,
-    tag          TEXT,
-    sensor       TEXT NOT NULL,
-    malformed    INTEGER NOT NULL,
-    http_method  TEXT,
-    http_url     TEXT,
-    http_host    TEXT,
-    http_agent   TEXT,
-    http_referer TEXT,
-    tls_sni      TEXT,
-    dns_qname    TEXT,
-    dns_qtype    TEXT,
-    payload      TEXT,
-    enriched     INTEGER NOT NULL,
-    prefix       TEXT,
-    asn          INTEGER,
-    as_name      TEXT,
-    country      TEXT
+-- The event log: each batch's events as one or more encoded segments (see
+-- `segment.rs`), one row per segment instead of one per event. Event ids are
+-- `first_id` plus the position in the segment; `min_ts` and `max_ts` let
+-- time-bounded scans skip segments without decoding them.
+CREATE TABLE event_segments (
+    first_id INTEGER PRIMARY KEY,
+    n        INTEGER NOT NULL,
+    min_ts   INTEGER NOT NULL,
+    max_ts   INTEGER NOT NULL,
+    data     BLOB NOT NULL
 );
-CREATE INDEX events_ts ON events (ts);
 
 CREATE TABLE host_records (
     day          INTEGER NOT NULL,
@@ -110,31 +93,16 @@ CREATE TABLE host_records (
 -- second, while partner queries run a few times per hour.
 CREATE INDEX host_records_modified ON host_records (modified);
 
--- Each batch appends its folded records here, in arrival order, and a
--- compaction merges them into host_records in key order. Appending is
--- sequential; merging many batches at once writes each record page once
--- instead of once per batch.
+-- Each batch appends its folded records here as one encoded blob of `n`
+-- deltas (see `Delta` in `events.rs`), and a compaction merges them into
+-- host_records in key order. Appending is one sequential row per batch;
+-- merging many batches at once writes each record page once instead of once
+-- per batch, and a record seen in many batches is updated once.
 CREATE TABLE record_deltas (
-    day          INTEGER NOT NULL,
-    ip           BLOB NOT NULL,
-    family       TEXT NOT NULL,
-    first_seen   INTEGER NOT NULL,
-    last_seen    INTEGER NOT NULL,
-    count        INTEGER NOT NULL,
-    sample_rank  INTEGER NOT NULL,
-    prefix       TEXT,
-    asn          INTEGER,
-    as_name      TEXT,
-    country      TEXT,
-    sample_url   TEXT,
-    sample_host  TEXT,
-    sample_agent TEXT,
-    dst_port     INTEGER NOT NULL,
-    agents       BLOB NOT NULL,
-    port_window  INTEGER NOT NULL,
-    ports        BLOB NOT NULL,
-    nat          INTEGER NOT NULL,
-    modified     INTEGER NOT NULL
+    id       INTEGER PRIMARY KEY,
+    n        INTEGER NOT NULL,
+    modified INTEGER NOT NULL,
+    data     BLOB NOT NULL
 );
 
 CREATE TABLE event_counts (
