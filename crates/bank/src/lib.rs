@@ -52,7 +52,7 @@ pub enum Error {
     #[error("unknown list format {0:?}: expected csv, jsonl, hashes or signals")]
     Format(String),
     /// Reading or writing a list failed.
-    #[error("I/O error: {0}")]
+    #[error("cannot read or write the hash list: {0}; check the path, permissions and free space")]
     Io(#[from] std::io::Error),
     /// A query hash's quality was below the matching threshold.
     #[error(

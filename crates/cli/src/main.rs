@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod support;
 
 /// Botnet disruption intelligence and known-image detection.
 #[derive(Debug, Parser)]

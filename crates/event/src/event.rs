@@ -57,6 +57,7 @@ impl FromStr for EventKind {
             _ => Err(Error::Unknown {
                 what: "event kind",
                 value: s.to_owned(),
+                expected: "http, tcp or dns",
             }),
         }
     }
@@ -92,6 +93,7 @@ impl FromStr for Transport {
             _ => Err(Error::Unknown {
                 what: "transport",
                 value: s.to_owned(),
+                expected: "tcp or udp",
             }),
         }
     }

@@ -46,11 +46,13 @@ pub enum Error {
     #[error("invalid timestamp {0:?}: expected RFC 3339 or \"YYYY-MM-DD HH:MM:SS\" in UTC")]
     Timestamp(String),
     /// An event kind or transport name was not one this crate knows.
-    #[error("unknown {what} {value:?}")]
+    #[error("unknown {what} {value:?}: expected {expected}")]
     Unknown {
         /// What was being parsed.
         what: &'static str,
         /// The rejected text.
         value: String,
+        /// The names accepted instead.
+        expected: &'static str,
     },
 }

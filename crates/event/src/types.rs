@@ -32,7 +32,10 @@ impl FromStr for Asn {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::Asn(s.to_owned()));
         }
-        digits.parse().map(Asn).map_err(|_| Error::Asn(s.to_owned()))
+        digits
+            .parse()
+            .map(Asn)
+            .map_err(|_| Error::Asn(s.to_owned()))
     }
 }
 
@@ -59,9 +62,10 @@ impl FromStr for CountryCode {
 
     fn from_str(s: &str) -> Result<Self, Error> {
         match s.trim().as_bytes() {
-            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => {
-                Ok(CountryCode([a.to_ascii_uppercase(), b.to_ascii_uppercase()]))
-            }
+            [a, b] if a.is_ascii_alphabetic() && b.is_ascii_alphabetic() => Ok(CountryCode([
+                a.to_ascii_uppercase(),
+                b.to_ascii_uppercase(),
+            ])),
             _ => Err(Error::Country(s.to_owned())),
         }
     }

@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use gif::{ColorOutput, DecodeOptions, DecodingError, MemoryLimit};
 
-use crate::pixels::{Decoded, Raw, alloc};
+use crate::pixels::{Decoded, Raw, alloc, palette_entries};
 use crate::{Error, Format, Limits};
 
 const FORMAT: Format = Format::Gif;
@@ -75,16 +75,7 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, Error> {
         }
     }
     let table = local.or(global).unwrap_or_default();
-    let palette: Vec<[u8; 3]> = table
-        .chunks_exact(3)
-        .map(|c| {
-            [
-                c.first().copied().unwrap_or(0),
-                c.get(1).copied().unwrap_or(0),
-                c.get(2).copied().unwrap_or(0),
-            ]
-        })
-        .collect();
+    let palette = palette_entries(&table);
     // A missing palette, or one that maps every index to the grey of the same value,
     // makes the reference decoder report a greyscale image whose values are the indices.
     let identity = palette

@@ -135,6 +135,15 @@ pub(crate) fn alloc<T: Clone + Default>(
     Ok(v)
 }
 
+/// Splits a packed `RGBRGB...` colour table (as GIF and PNG store it) into
+/// entries; a trailing partial entry is ignored.
+pub(crate) fn palette_entries(table: &[u8]) -> Vec<[u8; 3]> {
+    table
+        .chunks_exact(3)
+        .map(|c| <[u8; 3]>::try_from(c).unwrap_or_default())
+        .collect()
+}
+
 /// Pillow's `MULDIV255`: `a * b / 255`, rounded, in integers.
 fn muldiv255(a: u8, b: u8) -> u8 {
     let t = u32::from(a) * u32::from(b) + 128;

@@ -7,7 +7,7 @@ use std::io::Cursor;
 
 use png::{BitDepth, ColorType, Decoder, DecodingError, Transformations};
 
-use crate::pixels::{Decoded, Raw, alloc};
+use crate::pixels::{Decoded, Raw, alloc, palette_entries};
 use crate::{Error, Format, Limits};
 
 const FORMAT: Format = Format::Png;
@@ -72,19 +72,7 @@ pub(crate) fn decode(bytes: &[u8], limits: &Limits) -> Result<Decoded, Error> {
     let info = reader.info();
     let (width, height) = (info.width, info.height);
     let (color, depth) = (info.color_type, info.bit_depth);
-    let palette: Vec<[u8; 3]> = info
-        .palette
-        .as_deref()
-        .unwrap_or_default()
-        .chunks_exact(3)
-        .map(|c| {
-            [
-                c.first().copied().unwrap_or(0),
-                c.get(1).copied().unwrap_or(0),
-                c.get(2).copied().unwrap_or(0),
-            ]
-        })
-        .collect();
+    let palette = palette_entries(info.palette.as_deref().unwrap_or_default());
     let size = reader.output_buffer_size().ok_or(Error::OutOfMemory {
         width: w,
         height: h,

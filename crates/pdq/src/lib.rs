@@ -27,6 +27,7 @@
 //! Luma follows the industry's Python binding: `R*0.299 + G*0.587 + B*0.114`
 //! evaluated in double precision and rounded to `f32`. Greyscale input is
 //! treated as `R = G = B`.
+#![deny(unsafe_code)]
 
 mod dct;
 mod downsample;

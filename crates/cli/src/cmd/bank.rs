@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use takedown_bank::{Format, Parser, Record};
 use takedown_pdq::Quality;
 use takedown_store::{BankName, BankStore, MatchRadius, NewEntry, SqliteStore};
 
 use crate::Global;
+use crate::support::{index_dir, open_store, progress_bar};
 
 /// Arguments of `takedown bank`.
 #[derive(Debug, clap::Args)]
@@ -90,15 +91,10 @@ enum Action {
     },
 }
 
-/// The directory holding bank index files.
-pub(crate) fn index_dir(data: &Path) -> PathBuf {
-    data.join("index")
-}
-
 /// Runs `takedown bank`.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = SqliteStore::open(&data)?;
+    let store = open_store(&data)?;
     match args.action {
         Action::Create {
             name,
@@ -207,7 +203,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             let existed = store.delete_bank(&name)?;
             takedown_bank::sync::remove_index(&index_dir(&data), &name)?;
             if !existed {
-                anyhow::bail!("no bank named {name:?}: list the banks to see which exist");
+                anyhow::bail!("no bank named {name:?}: list the banks with `takedown bank list`");
             }
             eprintln!("Deleted bank {name}.");
         }
@@ -259,10 +255,10 @@ fn import(
         }
     }
     let total: u64 = readers.iter().map(|r| r.3).sum();
-    let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {per_sec} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = progress_bar(
+        total,
+        "{bar:40} {bytes}/{total_bytes} {per_sec} {msg}",
+        true,
     );
     let mut skipped = 0u64;
     let mut shown = 0u32;

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use takedown_event::{HostRecord, Timestamp};
 use takedown_ingest::{Pipeline, PipelineConfig, StoreSink};
 use takedown_sinkhole::{Config, ListenerKind, Sinkhole, proxy};
@@ -32,6 +32,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::Global;
+use crate::support::{load_enricher, open_store, progress_bar};
 
 /// Arguments of `takedown demo`.
 #[derive(Debug, clap::Args)]
@@ -95,10 +96,7 @@ const CONCURRENCY: usize = 64;
 /// Runs `takedown demo`.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = Arc::new(
-        SqliteStore::open(&data)
-            .with_context(|| format!("opening the store in {}", data.display()))?,
-    );
+    let store = Arc::new(open_store(&data)?);
     if !args.allow_existing && !store_is_empty(&*store)? {
         anyhow::bail!(
             "the store in {} already holds events; the demo writes synthetic check-ins, so point \
@@ -107,7 +105,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             data.display()
         );
     }
-    let lookup = super::sinkhole::load_enricher(&data)?;
+    let lookup = load_enricher(&data)?;
     let space = AddressSpace::load(&data)?;
     let mut rng = Rng::new(args.seed);
     let bots = plan(&space, args.bots, &mut rng);
@@ -437,10 +435,10 @@ async fn simulate(
     let http_total: u64 = bots.iter().map(|b| u64::from(b.checkins)).sum();
     let tls_total = bots.iter().filter(|b| b.tls).count() as u64;
     let dns_total = bots.len() as u64 * 2;
-    let bar = ProgressBar::new(http_total + tls_total + dns_total);
-    bar.set_style(
-        ProgressStyle::with_template("  replaying {bar:40} {pos}/{len} check-ins {per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    let bar = progress_bar(
+        http_total + tls_total + dns_total,
+        "  replaying {bar:40} {pos}/{len} check-ins {per_sec}",
+        true,
     );
 
     // HTTP and TLS check-ins, through the simulated load balancer.

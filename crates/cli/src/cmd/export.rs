@@ -12,6 +12,7 @@ use takedown_store::{EventStore, NetworkSet, RecordFilter, SqliteStore};
 use tracing::info;
 
 use crate::Global;
+use crate::support::open_store;
 
 /// Records fetched from the store per query.
 const PAGE: usize = 10_000;
@@ -64,8 +65,7 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 /// Runs `takedown export`.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = SqliteStore::open(&data)
-        .with_context(|| format!("opening the store in {}", data.display()))?;
+    let store = open_store(&data)?;
     let filter = filter(&args);
     let mut options = FeedOptions::new(Timestamp::now());
     options.severity = args.severity;

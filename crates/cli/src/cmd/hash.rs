@@ -1,6 +1,6 @@
 //! `takedown hash`: PDQ hashes of image files and folders.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use takedown_image::{Colour, Format, Hashed, Limits, Options};
 
 use crate::Global;
+use crate::support::{FoundFile, expand_paths, progress_bar};
 
 /// Output format of `takedown hash`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,13 +68,6 @@ pub(crate) struct Args {
     colour: ColourArg,
 }
 
-/// One file to hash.
-struct Job {
-    path: PathBuf,
-    /// Named on the command line (report it even if it is no image).
-    explicit: bool,
-}
-
 enum Outcome {
     Hashed(Box<Hashed>),
     /// A walked file that is not an image.
@@ -81,35 +75,7 @@ enum Outcome {
     Failed(String),
 }
 
-/// Expands folders into their files, sorted by path.
-fn collect(paths: &[PathBuf], errors: &mut Vec<String>) -> Vec<Job> {
-    let mut jobs = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            for entry in walkdir::WalkDir::new(p).sort_by_file_name() {
-                match entry {
-                    Ok(e) if e.file_type().is_file() => jobs.push(Job {
-                        path: e.into_path(),
-                        explicit: false,
-                    }),
-                    Ok(_) => {}
-                    Err(e) => {
-                        let at = e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
-                        errors.push(format!("{}: {e}", at.display()));
-                    }
-                }
-            }
-        } else {
-            jobs.push(Job {
-                path: p.clone(),
-                explicit: true,
-            });
-        }
-    }
-    jobs
-}
-
-fn hash_one(job: &Job, options: &Options) -> Outcome {
+fn hash_one(job: &FoundFile, options: &Options) -> Outcome {
     let bytes = match std::fs::read(&job.path) {
         Ok(b) => b,
         Err(e) => return Outcome::Failed(format!("cannot read: {e}")),
@@ -189,22 +155,16 @@ pub(crate) fn run(args: Args, _global: &Global) -> anyhow::Result<ExitCode> {
         dihedral: args.dihedral,
     };
     let mut walk_errors = Vec::new();
-    let jobs = collect(&args.paths, &mut walk_errors);
+    let jobs = expand_paths(&args.paths, &mut walk_errors);
     let mut failed = walk_errors.len();
     for e in &walk_errors {
         eprintln!("error: {e}");
     }
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(
+        jobs.len() as u64,
+        "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        true,
+    );
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     // Chunks keep the output streaming and in path order while every core hashes.

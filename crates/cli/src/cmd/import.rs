@@ -1,7 +1,7 @@
 //! `takedown import`: sinkhole logs from elsewhere into the store.
 
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,9 +13,10 @@ use takedown_ingest::{
     ImportFormat, LogReader, Lookup, Pipeline, PipelineConfig, RowError, StoreSink,
 };
 use takedown_store::SqliteStore;
-use tracing::{info, warn};
+use tracing::{debug, info};
 
 use crate::Global;
+use crate::support::{load_enricher, open_store, progress_bar};
 
 /// How many bad rows are printed; the rest are only counted.
 const MAX_REPORTED: usize = 50;
@@ -77,11 +78,8 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    let store = Arc::new(
-        SqliteStore::open(&data)
-            .with_context(|| format!("opening the store in {}", data.display()))?,
-    );
-    let lookup = super::sinkhole::load_enricher(&data)?;
+    let store = Arc::new(open_store(&data)?);
+    let lookup = load_enricher(&data)?;
     let config = PipelineConfig {
         batch_size: args.batch_size,
         ..PipelineConfig::for_import()
@@ -137,16 +135,11 @@ async fn import(
         .filter_map(|f| f.metadata().ok())
         .map(|m| m.len())
         .sum();
-    let progress = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let bar = progress_bar(
+        total,
+        "{bar:40} {bytes}/{total_bytes} {msg} ({eta} left)",
+        !args.quiet,
+    );
     let mut bad = 0u64;
     let mut done_bytes = 0u64;
     for path in &args.files {
@@ -167,7 +160,7 @@ async fn import(
             tokio::select! {
                 r = &mut feeder => break r,
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                    if let Some(bar) = &progress {
+                    if !bar.is_hidden() {
                         bar.set_position(done_bytes + counter.bytes());
                         bar.set_message(format!(
                             "{} events committed",
@@ -192,9 +185,7 @@ async fn import(
         }
     }
     let stats = pipeline.shutdown().await?;
-    if let Some(bar) = progress {
-        bar.finish_and_clear();
-    }
+    bar.finish_and_clear();
     Ok(Outcome {
         committed: stats.committed,
         enriched: stats.enriched,
@@ -225,7 +216,7 @@ fn feed<R: Read>(
         for e in errors.drain(..) {
             bad += 1;
             if bad <= MAX_REPORTED as u64 {
-                warn!(file = name, line = e.line, reason = %e.reason, "Bad row skipped.");
+                debug!(file = name, line = e.line, reason = %e.reason, "Bad row skipped.");
                 eprintln!("{name}:{}: {}", e.line, e.reason);
             }
         }

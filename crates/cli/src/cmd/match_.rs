@@ -8,10 +8,10 @@ use takedown_bank::{BankIndex, MatchOptions, Matcher};
 use takedown_image::Options;
 use takedown_index::{Query, Radius};
 use takedown_pdq::{PdqHash, Quality, Transform};
-use takedown_store::{BankStore, SqliteStore};
+use takedown_store::BankStore;
 
 use crate::Global;
-use crate::cmd::bank::index_dir;
+use crate::support::{expand_paths, index_dir, open_store};
 
 /// Arguments of `takedown match`.
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,7 @@ pub(crate) struct Args {
 /// Runs `takedown match`: prints `query,bank,entry_id,transform,distance` per hit.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = SqliteStore::open(&data)?;
+    let store = open_store(&data)?;
     let all = store.banks()?;
     for name in &args.banks {
         if !all.iter().any(|b| b.name.as_str() == name) {
@@ -108,23 +108,29 @@ fn image_queries(
     options: &Options,
     failed: &mut bool,
 ) -> Vec<(String, Query, Option<Quality>)> {
-    let path = PathBuf::from(input);
-    let files: Vec<PathBuf> = if path.is_dir() {
-        let mut v: Vec<PathBuf> = walkdir::WalkDir::new(&path)
-            .into_iter()
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_file())
-            .map(|e| e.into_path())
-            .collect();
-        v.sort();
-        v
-    } else {
-        vec![path]
-    };
+    let mut errors = Vec::new();
+    let files = expand_paths(&[PathBuf::from(input)], &mut errors);
+    for e in errors {
+        eprintln!("{e}");
+        *failed = true;
+    }
     let mut out = Vec::new();
     for f in files {
-        let label = f.display().to_string();
-        match takedown_image::hash_file(&f, options) {
+        let label = f.path.display().to_string();
+        let bytes = match std::fs::read(&f.path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("{label}: cannot read: {e}");
+                *failed = true;
+                continue;
+            }
+        };
+        // Files found in a folder that are no images are passed over, as
+        // `takedown hash` does; a file named on the command line must be one.
+        if !f.explicit && takedown_image::Format::detect(&bytes).is_none() {
+            continue;
+        }
+        match takedown_image::hash_bytes(&bytes, options) {
             Ok(h) => {
                 let query = match h.dihedral {
                     Some(d) => Query::with_transforms(Transform::ALL.iter().copied().zip(d.hashes)),

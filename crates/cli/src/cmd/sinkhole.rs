@@ -6,13 +6,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use takedown_enrich::Enricher;
 use takedown_ingest::{Lookup, Pipeline, PipelineConfig, StoreSink};
 use takedown_sinkhole::{Config, ConfigFile, ListenerKind, Sinkhole};
 use takedown_store::SqliteStore;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::Global;
+use crate::support::{load_enricher, open_store};
 
 /// Arguments of `takedown sinkhole`.
 #[derive(Debug, clap::Args)]
@@ -27,10 +27,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
     let (config, ingest) = load_config(&args.config)?;
-    let store = Arc::new(
-        SqliteStore::open(&data)
-            .with_context(|| format!("opening the store in {}", data.display()))?,
-    );
+    let store = Arc::new(open_store(&data)?);
     let lookup = load_enricher(&data)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -56,33 +53,6 @@ fn load_config(path: &Path) -> anyhow::Result<(Config, PipelineConfig)> {
         .with_context(|| format!("the sinkhole settings of {}", path.display()))?;
     let config = Config::try_from(file).with_context(|| format!("checking {}", path.display()))?;
     Ok((config, ingest))
-}
-
-/// Loads enrichment data from `<data>/enrich/`, or `None` (with a warning)
-/// when there is none, so that events are still recorded, unattributed.
-pub(crate) fn load_enricher(data: &Path) -> anyhow::Result<Option<Arc<dyn Lookup>>> {
-    let enricher = Enricher::from_data_dir(data).with_context(|| {
-        format!(
-            "loading enrichment data from {}",
-            data.join(takedown_enrich::ENRICH_SUBDIR).display()
-        )
-    })?;
-    if enricher.is_empty() {
-        // A missing directory was already reported by the loader; an empty one was not.
-        if data.join(takedown_enrich::ENRICH_SUBDIR).is_dir() {
-            warn!(
-                dir = %data.join(takedown_enrich::ENRICH_SUBDIR).display(),
-                "No enrichment data: events are stored without AS, prefix or country. \
-                 Fetch data with scripts/fetch-enrichment.sh DATA_DIR."
-            );
-        }
-        return Ok(None);
-    }
-    info!(
-        n_sources = enricher.sources().len(),
-        "Enrichment data loaded."
-    );
-    Ok(Some(Arc::new(enricher)))
 }
 
 async fn serve(

@@ -173,3 +173,36 @@ fn image_queries_use_all_orientations() {
     // Without the other orientations it does not match.
     assert_eq!(ok(data, &["match", "--no-dihedral", &img]), "");
 }
+
+#[test]
+fn match_walks_folders_past_files_that_are_not_images() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (_, hash) = bridge_dihedral()
+        .into_iter()
+        .find(|(x, _)| x == "orig")
+        .expect("orig row");
+    let list = dir.path().join("one.txt");
+    std::fs::write(&list, format!("{hash}\n")).expect("write");
+    ok(&data, &["bank", "create", "b"]);
+    ok(
+        &data,
+        &["bank", "import", "b", list.to_str().expect("path")],
+    );
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).expect("mkdir");
+    std::fs::copy(format!("{SHARED}/{BRIDGE}"), images.join("bridge.jpg")).expect("copy");
+    let notes = images.join("README.txt");
+    std::fs::write(&notes, "not an image\n").expect("write");
+    // Found in a folder, the text file is passed over and the image matches.
+    let out = ok(&data, &["match", images.to_str().expect("path")]);
+    assert!(out.lines().any(|l| l.contains(",b,")), "{out}");
+    // Named on the command line, it is an error.
+    let o = run(&data, &["match", notes.to_str().expect("path")]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("README.txt"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
