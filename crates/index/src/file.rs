@@ -12,6 +12,10 @@
 //! then the tail: hashes [u64; 4] x tail | ids u64 x tail
 //! ```
 //!
+//! Version 2 lets the directory take up to `width - 1` bits of a slot;
+//! each filter byte then holds only the slot bits below the directory bits
+//! (at most eight), masked.
+//!
 //! Arrays are read straight into their final vectors, so opening costs one
 //! sequential read, a checksum and an invariant check; nothing is rebuilt.
 //! Every length is checked against the bytes left before anything is
@@ -30,7 +34,7 @@ use crate::{EntryId, Error, Words};
 
 const MAGIC: [u8; 8] = *b"TKDNIDX\0";
 /// The format version this build reads and writes.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 const HEADER_LEN: usize = 64;
 const SEGMENT_HEADER_LEN: u64 = 32;
 
@@ -197,14 +201,14 @@ impl<R: Read> Source<R> {
 
     fn u8s(&mut self, count: u64, what: &str) -> Result<Vec<u8>, Error> {
         let n = self.reserve(count, 1, what)?;
-        let mut v = vec![0u8; n];
+        let mut v: Vec<u8> = crate::mem::zeroed(n);
         self.fill(&mut v, what)?;
         Ok(v)
     }
 
     fn u32s(&mut self, count: u64, what: &str) -> Result<Vec<u32>, Error> {
         let n = self.reserve(count, 4, what)?;
-        let mut v = vec![0u32; n];
+        let mut v: Vec<u32> = crate::mem::zeroed(n);
         self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
         for x in &mut v {
             *x = u32::from_le(*x);
@@ -214,7 +218,7 @@ impl<R: Read> Source<R> {
 
     fn u64s(&mut self, count: u64, what: &str) -> Result<Vec<u64>, Error> {
         let n = self.reserve(count, 8, what)?;
-        let mut v = vec![0u64; n];
+        let mut v: Vec<u64> = crate::mem::zeroed(n);
         self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
         for x in &mut v {
             *x = u64::from_le(*x);
@@ -224,7 +228,7 @@ impl<R: Read> Source<R> {
 
     fn words(&mut self, count: u64, what: &str) -> Result<Vec<Words>, Error> {
         let n = self.reserve(count, 32, what)?;
-        let mut v = vec![[0u64; 4]; n];
+        let mut v: Vec<Words> = crate::mem::zeroed(n);
         self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
         for w in &mut v {
             for x in w.iter_mut() {

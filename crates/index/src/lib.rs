@@ -8,7 +8,8 @@
 //!   supports [`Index::insert`] and [`Index::remove`] without a full rebuild,
 //!   and saves to / opens from a checksummed file ([`Index::save`], [`Index::open`]).
 //! - [`MihIndex`]: one immutable multi-index-hashing segment (11 slots of
-//!   23-24 bits, bucketed on each slot's high bits with an 8-bit filter).
+//!   23-24 bits, bucketed on each slot's high bits with a filter byte of
+//!   the bits below), probed through a batched, prefetching pipeline.
 //! - [`FlatIndex`]: a linear scan, used for small sets and very large radii.
 //! - [`Query`] and [`Hit`]: a query carries one hash or the eight dihedral
 //!   hashes of an image; each hit names the entry, the best transform and its
@@ -27,13 +28,16 @@
 //! assert_eq!((hits[0].id, hits[0].transform, hits[0].distance), (EntryId(7), Transform::Orig, 3));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-// Unsafe is denied except for calling the AVX2/POPCNT builds of the hot
-// loops after run-time CPU detection (see `simd`).
+// Unsafe is denied except for three narrow uses, each in one small
+// function: calling the AVX2/POPCNT builds of the hot loops after run-time
+// CPU detection and issuing prefetch hints (see `simd`), and asking the
+// kernel for huge pages (see `mem`).
 #![deny(unsafe_code)]
 
 mod file;
 mod flat;
 mod live;
+mod mem;
 mod mih;
 mod simd;
 

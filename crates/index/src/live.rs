@@ -84,18 +84,8 @@ impl Index {
     /// Builds an index over `entries` in one segment. When an id repeats, the
     /// last hash given for it wins.
     pub fn build(entries: impl IntoIterator<Item = (EntryId, PdqHash)>) -> Result<Self, Error> {
-        let mut last: HashMap<EntryId, usize> = HashMap::new();
-        let mut list: Vec<(EntryId, PdqHash)> = Vec::new();
-        for (id, h) in entries {
-            match last.get(&id) {
-                Some(&i) => list[i].1 = h,
-                None => {
-                    last.insert(id, list.len());
-                    list.push((id, h));
-                }
-            }
-        }
-        drop(last);
+        let mut list: Vec<(EntryId, PdqHash)> = entries.into_iter().collect();
+        dedup_keep_last(&mut list);
         let mih = MihIndex::build(list)?;
         let mut index = Index::new();
         if mih.hashes.is_empty() {
@@ -229,6 +219,37 @@ impl Index {
     }
 }
 
+/// Keeps only the last entry given for each id. Ids in increasing order
+/// (the usual case: store row ids) are recognised in one pass; otherwise a
+/// sort by id finds the repeats, which is much faster than hashing ten
+/// million ids.
+fn dedup_keep_last(list: &mut Vec<(EntryId, PdqHash)>) {
+    if list.windows(2).all(|w| w[0].0 < w[1].0) {
+        return;
+    }
+    let mut order: Vec<(EntryId, usize)> = list
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (*id, i))
+        .collect();
+    order.sort_unstable();
+    let mut keep = vec![false; list.len()];
+    for (k, &(id, i)) in order.iter().enumerate() {
+        if order.get(k + 1).is_none_or(|next| next.0 != id) {
+            if let Some(slot) = keep.get_mut(i) {
+                *slot = true;
+            }
+        }
+    }
+    drop(order);
+    let mut i = 0;
+    list.retain(|_| {
+        let k = keep.get(i).copied().unwrap_or(false);
+        i += 1;
+        k
+    });
+}
+
 impl Search for Index {
     fn search_into(&self, query: &Query, radius: Radius, out: &mut Vec<Hit>) {
         let r = radius.get();
@@ -261,5 +282,34 @@ impl Search for Index {
 
     fn len(&self) -> usize {
         self.segments.iter().map(Segment::live).sum::<usize>() + self.tail.hashes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_keeps_the_last_hash_per_id() {
+        let h = |b: u8| PdqHash([b; 32]);
+        let entries = vec![
+            (EntryId(5), h(1)),
+            (EntryId(2), h(2)),
+            (EntryId(5), h(3)),
+            (EntryId(9), h(4)),
+            (EntryId(2), h(5)),
+            (EntryId(5), h(6)),
+        ];
+        let mut got: Vec<(EntryId, PdqHash)> = Index::build(entries).unwrap().entries().collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![(EntryId(2), h(5)), (EntryId(5), h(6)), (EntryId(9), h(4))]
+        );
+        // Increasing ids take the one-pass path and keep everything.
+        let sorted: Vec<(EntryId, PdqHash)> = (0..10).map(|i| (EntryId(i), h(i as u8))).collect();
+        let mut got: Vec<_> = Index::build(sorted.clone()).unwrap().entries().collect();
+        got.sort();
+        assert_eq!(got, sorted);
     }
 }
