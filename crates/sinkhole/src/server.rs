@@ -434,15 +434,25 @@ async fn accept_loop(
     // Connections live in this set so that aborting the accept loop (at
     // shutdown) aborts them too.
     let mut conns = JoinSet::new();
+    let mut failed_in_a_row: u64 = 0;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
-                    Ok(x) => x,
+                    Ok(x) => {
+                        failed_in_a_row = 0;
+                        x
+                    }
                     Err(e) => {
                         // Out of descriptors or a transient error: back off
-                        // briefly instead of spinning.
-                        warn!(addr = %local, error = %e, "Accept failed.");
+                        // briefly instead of spinning. A streak of failures
+                        // (descriptor exhaustion under a flood) is logged once
+                        // and then every thousandth time, and always counted.
+                        inc(&shared.stats.accept_errors);
+                        if failed_in_a_row % 1000 == 0 {
+                            warn!(addr = %local, error = %e, failed_in_a_row, "Accept failed.");
+                        }
+                        failed_in_a_row = failed_in_a_row.saturating_add(1);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         continue;
                     }

@@ -45,6 +45,8 @@ macro_rules! stats {
 stats! {
     /// TCP connections accepted and served (HTTP, raw TCP, DNS over TCP).
     connections_accepted: "counter",
+    /// Failed `accept` calls, such as when the process is out of file descriptors.
+    accept_errors: "counter",
     /// TCP connections closed at once because `max_connections` were open.
     connections_rejected: "counter",
     /// TCP connections open now.
