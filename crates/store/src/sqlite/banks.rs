@@ -107,6 +107,31 @@ fn commit(tx: Transaction<'_>) -> Result<(), Error> {
     tx.commit().map_err(Error::sqlite("committing"))
 }
 
+/// Ends a change to bank `id`: when it `changed`, stamps the bank with the
+/// new `version` and moves its entry count by `count_delta`; otherwise leaves
+/// the bank alone. Returns the bank's version either way.
+fn settle_version(
+    tx: &Transaction<'_>,
+    id: i64,
+    version: i64,
+    changed: bool,
+    count_delta: i64,
+) -> Result<i64, Error> {
+    if changed {
+        tx.execute(
+            "UPDATE banks SET version = ?1, entry_count = entry_count + ?2 WHERE id = ?3",
+            params![version, count_delta, id],
+        )
+        .map_err(Error::sqlite("updating a bank"))?;
+        Ok(version)
+    } else {
+        tx.query_row("SELECT version FROM banks WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .map_err(Error::sqlite("reading a bank"))
+    }
+}
+
 fn check_description(d: &str) -> Result<(), Error> {
     if d.len() > MAX_DESCRIPTION_LEN {
         return Err(Error::DescriptionTooLong(d.len()));
@@ -179,19 +204,8 @@ impl SqliteStore {
                     gone(entry)?;
                 }
             }
-            let version = if removed > 0 {
-                tx.execute(
-                    "UPDATE banks SET version = ?1, entry_count = entry_count - ?2 WHERE id = ?3",
-                    params![version, to_i64(removed), id],
-                )
-                .map_err(Error::sqlite("updating a bank"))?;
-                version
-            } else {
-                tx.query_row("SELECT version FROM banks WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .map_err(Error::sqlite("reading a bank"))?
-            };
+            let version =
+                settle_version(&tx, id, version, removed > 0, -to_i64(removed))?;
             commit(tx)?;
             Ok(RemoveReport {
                 removed,
@@ -368,19 +382,8 @@ impl BankStore for SqliteStore {
                     }
                 }
             }
-            let version = if added + changed > 0 {
-                tx.execute(
-                    "UPDATE banks SET version = ?1, entry_count = entry_count + ?2 WHERE id = ?3",
-                    params![version, to_i64(added), id],
-                )
-                .map_err(Error::sqlite("updating a bank"))?;
-                version
-            } else {
-                tx.query_row("SELECT version FROM banks WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .map_err(Error::sqlite("reading a bank"))?
-            };
+            let version =
+                settle_version(&tx, id, version, added + changed > 0, to_i64(added))?;
             commit(tx)?;
             Ok(AddReport {
                 added,
