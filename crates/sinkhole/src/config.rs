@@ -150,6 +150,11 @@ pub struct DnsAnswerFile {
     /// Time to live of the answers, in seconds (default 300).
     #[serde(default = "default_ttl")]
     pub ttl: u32,
+    /// How long resolvers may cache NXDOMAIN and no-data replies, in seconds
+    /// (default 300, at most 86400). It is both the TTL and the MINIMUM field
+    /// of the synthesised SOA record those replies carry (RFC 2308).
+    #[serde(default = "default_ttl")]
+    pub negative_ttl: u32,
 }
 
 impl Default for DnsAnswerFile {
@@ -158,6 +163,7 @@ impl Default for DnsAnswerFile {
             ipv4: Vec::new(),
             ipv6: Vec::new(),
             ttl: default_ttl(),
+            negative_ttl: default_ttl(),
         }
     }
 }
@@ -199,6 +205,8 @@ pub struct LimitsFile {
     pub max_requests_per_connection: u32,
     /// Most request body bytes read and discarded to keep a connection alive;
     /// a longer body gets its response and the connection closed (default 65536).
+    /// A chunked body counts its framing too, with room for one extra
+    /// 1024-byte chunk line.
     #[serde(default = "d_max_body_bytes")]
     pub max_body_bytes: u64,
     /// Most leading request body bytes recorded (hex) in the event's payload;
@@ -414,6 +422,9 @@ pub struct DnsAnswer {
     pub ipv6: Vec<Ipv6Addr>,
     /// Answer TTL in seconds.
     pub ttl: u32,
+    /// Negative-caching TTL in seconds: the TTL and MINIMUM of the SOA record
+    /// sent with NXDOMAIN and no-data replies.
+    pub negative_ttl: u32,
 }
 
 /// Validated resource bounds; see [`LimitsFile`] for each field's meaning.
@@ -613,6 +624,11 @@ impl TryFrom<ConfigFile> for Config {
                 "dns_answer.ttl is over a week; use 0 to 604800 seconds".into(),
             ));
         }
+        if a.negative_ttl > 86_400 {
+            return Err(Error::Config(
+                "dns_answer.negative_ttl is over a day; use 0 to 86400 seconds".into(),
+            ));
+        }
         let o = &f.output;
         if o.channel_capacity == 0 || o.channel_capacity > 1 << 24 {
             return Err(Error::Config(
@@ -664,6 +680,7 @@ impl TryFrom<ConfigFile> for Config {
                 ipv4: a.ipv4.clone(),
                 ipv6: a.ipv6.clone(),
                 ttl: a.ttl,
+                negative_ttl: a.negative_ttl,
             },
             limits: Limits::from_file(&f.limits)?,
             output: Output {
@@ -705,6 +722,11 @@ bind = "127.0.0.1:0"
         assert!(Config::from_toml("sensor = \"t1\"\n").is_err());
         let e = Config::from_toml(&format!("{MIN}\n[limits]\nmax_headers = 1000\n")).unwrap_err();
         assert!(e.to_string().contains("max_headers"), "{e}");
+        let e =
+            Config::from_toml(&format!("{MIN}\n[dns_answer]\nnegative_ttl = 90000\n")).unwrap_err();
+        assert!(e.to_string().contains("negative_ttl"), "{e}");
+        let c = Config::from_toml(&format!("{MIN}\n[dns_answer]\nnegative_ttl = 60\n")).unwrap();
+        assert_eq!(c.answer.negative_ttl, 60);
         let dns_without_names = "sensor = \"t\"\n[[dns]]\nbind = \"127.0.0.1:0\"\n";
         assert!(Config::from_toml(dns_without_names).is_err());
     }

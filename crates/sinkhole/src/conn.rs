@@ -10,8 +10,9 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::debug;
 
 use crate::http::{
-    HttpParse, RESPONSE_BAD_REQUEST, RESPONSE_CLOSE, RESPONSE_KEEP_ALIVE, RESPONSE_KEEP_ALIVE_10,
-    RESPONSE_TOO_LARGE, RequestHead, lenient_head, parse_request,
+    ChunkedDecoder, ChunkedStatus, HttpParse, MAX_CHUNK_LINE, RESPONSE_BAD_REQUEST, RESPONSE_CLOSE,
+    RESPONSE_KEEP_ALIVE, RESPONSE_KEEP_ALIVE_10, RESPONSE_TOO_LARGE, RequestHead, lenient_head,
+    parse_request,
 };
 use crate::proxy::{MAX_HEADER_LEN, ProxyHeader, ProxyParse, has_signature, parse_proxy_header};
 use crate::server::Shared;
@@ -332,13 +333,49 @@ pub(crate) async fn serve_http(
 
         let body_len = head.content_length.unwrap_or(0);
         let mut keep_alive = head.keep_alive()
-            && !head.chunked
             && served < lim.max_requests_per_connection
-            && body_len <= lim.max_body_bytes;
+            && (head.chunked || body_len <= lim.max_body_bytes);
         let http10 = head.version_minor == Some(0);
         let mut body_prefix = Vec::new();
         let recorded = lim.recorded_body_bytes;
-        if head.chunked || body_len > lim.max_body_bytes {
+        if head.chunked {
+            // Chunked wins over Content-Length (RFC 9112 section 6.3). The
+            // body is decoded and drained so the connection can carry the
+            // next request; the framing counts against the bound too, with
+            // room for one chunk line so an empty body always drains.
+            let limit = lim.max_body_bytes.saturating_add(MAX_CHUNK_LINE as u64);
+            let mut decoder = ChunkedDecoder::new(limit);
+            loop {
+                let (used, status) = decoder.feed(buf.filled(), |data| {
+                    let room = recorded.saturating_sub(body_prefix.len()).min(data.len());
+                    body_prefix.extend_from_slice(data.get(..room).unwrap_or_default());
+                });
+                buf.consume(used);
+                match status {
+                    ChunkedStatus::Done => break,
+                    ChunkedStatus::More => {}
+                    // Too long or broken: answer and close, as for any body
+                    // that is not drained.
+                    ChunkedStatus::TooLarge | ChunkedStatus::Malformed => {
+                        keep_alive = false;
+                        break;
+                    }
+                }
+                match timeout(lim.read_timeout, buf.read_from(&mut stream)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        inc(&shared.stats.idle_timeouts);
+                        keep_alive = false;
+                        break;
+                    }
+                    Ok(Ok(_)) => {
+                        keep_alive = false;
+                        break;
+                    }
+                }
+            }
+        } else if body_len > lim.max_body_bytes {
             // Not drained: keep whatever already arrived, answer, and close.
             let b = buf.filled();
             let n = b.len().min(recorded);

@@ -4,6 +4,11 @@
 //! queries: parsing borrows from the packet, the reply copies the question
 //! as received (so 0x20 case randomisation survives) and appends the
 //! configured sinkhole addresses. Nothing is allocated per query.
+//!
+//! Negative replies (NXDOMAIN, and NOERROR without data) carry a synthesised
+//! SOA record for the enclosing seized zone in the authority section, so
+//! resolvers cache them for the configured negative TTL (RFC 2308) instead of
+//! asking again for every infected host's lookup.
 
 use std::fmt::Write as _;
 
@@ -13,9 +18,11 @@ use crate::family::{Attribution, FamilyMap};
 const HEADER_LEN: usize = 12;
 const FLAG_QR: u16 = 0x8000;
 const FLAG_AA: u16 = 0x0400;
+const FLAG_TC: u16 = 0x0200;
 const FLAG_RD: u16 = 0x0100;
 const FLAG_CD: u16 = 0x0010;
 const TYPE_A: u16 = 1;
+const TYPE_SOA: u16 = 6;
 const TYPE_AAAA: u16 = 28;
 const TYPE_OPT: u16 = 41;
 const TYPE_ANY: u16 = 255;
@@ -23,6 +30,18 @@ const CLASS_IN: u16 = 1;
 const CLASS_ANY: u16 = 255;
 /// The UDP payload size advertised in EDNS replies (the DNS flag day 2020 value).
 const EDNS_UDP_SIZE: u16 = 1232;
+/// The largest reply to a client that did not advertise EDNS (RFC 1035).
+const CLASSIC_UDP_SIZE: usize = 512;
+/// The SOA serial of the synthesised zones. Nothing ever transfers them, so
+/// it never changes.
+const SOA_SERIAL: u32 = 1;
+/// SOA refresh, retry and expire in seconds. Only secondaries read them and
+/// the sinkhole has none; these are the customary values.
+const SOA_TIMERS: [u32; 3] = [3600, 900, 604_800];
+/// The first label of the SOA MNAME, placed before the zone apex.
+const SOA_MNAME_LABEL: &[u8] = b"\x03ns1";
+/// The first label of the SOA RNAME (the mailbox `hostmaster@<zone>`).
+const SOA_RNAME_LABEL: &[u8] = b"\x0ahostmaster";
 /// The most additional records examined when looking for an OPT record.
 const MAX_ADDITIONAL: u16 = 4;
 
@@ -407,7 +426,24 @@ impl Responder {
         };
         let ancount = (v4.len() + v6.len()) as u16;
         let arcount = u16::from(q.edns.is_some());
-        write_header(out, q.id, q.flags, rcode, aa, [1, ancount, 0, arcount]);
+        // Authoritative replies without answers are negative (NXDOMAIN or
+        // no data): RFC 2308 has them carry the zone's SOA so resolvers can
+        // cache them. The apex is found in the question's own wire name, so
+        // the SOA owner and its names are compression pointers into it.
+        let apex = if aa && ancount == 0 {
+            zone_apex(q.qname_wire, name, &self.families)
+        } else {
+            None
+        };
+        let nscount = u16::from(apex.is_some());
+        write_header(
+            out,
+            q.id,
+            q.flags,
+            rcode,
+            aa,
+            [1, ancount, nscount, arcount],
+        );
         out.extend_from_slice(q.question);
         let ttl = self.answer.ttl.to_be_bytes();
         for a in v4 {
@@ -423,10 +459,96 @@ impl Responder {
             out.extend_from_slice(&[0, 16]);
             out.extend_from_slice(&a.octets());
         }
+        if let Some(apex) = apex {
+            write_soa(out, apex, self.answer.negative_ttl);
+        }
         if q.edns.is_some() {
             write_opt(out, 0);
         }
+        // The same bound holds over TCP, where it costs nothing: with
+        // compressed names every reply is far below 512 bytes.
+        let limit = q.edns.map_or(CLASSIC_UDP_SIZE, |e| {
+            usize::from(e.udp_size.min(EDNS_UDP_SIZE)).max(CLASSIC_UDP_SIZE)
+        });
+        fit_reply(out, q.question.len(), limit);
         disposition
+    }
+}
+
+/// The offset in `wire` of the closest enclosing seized zone's apex, if any.
+///
+/// `name` is `wire` in presentation form (as [`write_name`] writes it); the two
+/// are walked label by label together, so the offset always falls on a label
+/// boundary of the wire name.
+fn zone_apex(wire: &[u8], name: &str, families: &FamilyMap) -> Option<usize> {
+    let (mut pos, mut text) = (0usize, name);
+    loop {
+        let len = usize::from(*wire.get(pos)?);
+        if len == 0 {
+            return None;
+        }
+        if families.is_zone_apex(text) {
+            return Some(pos);
+        }
+        pos += 1 + len;
+        text = after_first_label(text)?;
+    }
+}
+
+/// The rest of a presentation name after its first label, skipping the
+/// `\.`, `\\` and `\DDD` escapes [`write_name`] produces.
+fn after_first_label(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut i = 0usize;
+    while let Some(&c) = bytes.get(i) {
+        match c {
+            b'\\' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => i += 4,
+            b'\\' => i += 2,
+            b'.' => return text.get(i + 1..),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Appends the SOA of the zone whose apex is at `apex` in the question name:
+/// `ns1.<zone>` as MNAME, `hostmaster.<zone>` as RNAME, and `negative_ttl`
+/// as both the record TTL and MINIMUM, the two values RFC 2308 caps the
+/// negative-caching time with.
+fn write_soa(out: &mut Vec<u8>, apex: usize, negative_ttl: u32) {
+    // The question name starts right after the header and is at most 255
+    // bytes, so the pointer always fits in its 14 bits.
+    let ptr = (0xC000 | (HEADER_LEN + apex) as u16).to_be_bytes();
+    let rdlen = SOA_MNAME_LABEL.len() + SOA_RNAME_LABEL.len() + 2 * ptr.len() + 5 * 4;
+    out.extend_from_slice(&ptr);
+    out.extend_from_slice(&TYPE_SOA.to_be_bytes());
+    out.extend_from_slice(&CLASS_IN.to_be_bytes());
+    out.extend_from_slice(&negative_ttl.to_be_bytes());
+    out.extend_from_slice(&(rdlen as u16).to_be_bytes());
+    out.extend_from_slice(SOA_MNAME_LABEL);
+    out.extend_from_slice(&ptr);
+    out.extend_from_slice(SOA_RNAME_LABEL);
+    out.extend_from_slice(&ptr);
+    out.extend_from_slice(&SOA_SERIAL.to_be_bytes());
+    for t in SOA_TIMERS {
+        out.extend_from_slice(&t.to_be_bytes());
+    }
+    out.extend_from_slice(&negative_ttl.to_be_bytes());
+}
+
+/// Cuts a reply longer than `limit` back to its header and question and sets
+/// TC, so the client retries over TCP rather than receiving a packet its
+/// path or stack may drop.
+fn fit_reply(out: &mut Vec<u8>, question_len: usize, limit: usize) {
+    if out.len() <= limit {
+        return;
+    }
+    out.truncate(HEADER_LEN + question_len);
+    if let Some(flags) = out.get_mut(2) {
+        *flags |= (FLAG_TC >> 8) as u8;
+    }
+    if let Some(counts) = out.get_mut(6..HEADER_LEN) {
+        counts.fill(0);
     }
 }
 
@@ -476,6 +598,7 @@ mod tests {
                 ipv4: vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()],
                 ipv6: vec!["2001:db8::1".parse().unwrap()],
                 ttl: 60,
+                negative_ttl: 90,
             },
         )
     }
@@ -535,6 +658,139 @@ mod tests {
         assert_eq!(r.respond(&bad, &mut out, &mut name), Disposition::Malformed);
         assert_eq!(out.len(), 12);
         assert_eq!(out[3] & 0xF, 1);
+    }
+
+    fn parse(out: &[u8]) -> hickory_proto::op::Message {
+        hickory_proto::op::Message::from_vec(out).unwrap()
+    }
+
+    /// The single SOA in the authority section, checked against the zone.
+    fn soa(reply: &hickory_proto::op::Message, zone: &str) -> hickory_proto::rr::rdata::SOA {
+        use hickory_proto::rr::RData;
+        assert_eq!(reply.authorities.len(), 1, "{reply:?}");
+        let rr = &reply.authorities[0];
+        assert_eq!(rr.name.to_ascii().to_ascii_lowercase(), format!("{zone}."));
+        assert_eq!(rr.ttl, 90);
+        let RData::SOA(soa) = &rr.data else {
+            panic!("not an SOA: {rr:?}");
+        };
+        assert_eq!(
+            soa.mname.to_ascii().to_ascii_lowercase(),
+            format!("ns1.{zone}.")
+        );
+        assert_eq!(
+            soa.rname.to_ascii().to_ascii_lowercase(),
+            format!("hostmaster.{zone}.")
+        );
+        assert_eq!(soa.minimum, 90);
+        soa.clone()
+    }
+
+    #[test]
+    fn negative_replies_carry_the_zone_soa() {
+        use hickory_proto::op::ResponseCode;
+        let r = responder();
+        let (mut out, mut name) = (Vec::new(), String::new());
+        for edns in [false, true] {
+            // No data: the name is seized but has no MX.
+            r.respond(&query("www.EVIL.example", 15, edns), &mut out, &mut name);
+            let reply = parse(&out);
+            assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
+            assert!(reply.answers.is_empty());
+            assert_eq!(soa(&reply, "evil.example").serial, SOA_SERIAL);
+            assert_eq!(reply.edns.is_some(), edns, "{reply:?}");
+        }
+        // NXDOMAIN: a name in the zone of an exact pattern that does not match.
+        let mut m = FamilyMap::new();
+        m.insert(
+            Attribution {
+                family: "beta".parse().unwrap(),
+                tag: None,
+            },
+            &["c2.other.example".parse().unwrap()],
+            &[],
+        )
+        .unwrap();
+        let r2 = Responder::new(m, r.answer.clone());
+        let d = r2.respond(
+            &query("a.b.c2.other.example", TYPE_A, false),
+            &mut out,
+            &mut name,
+        );
+        assert_eq!(d, Disposition::NxDomain { qtype: 1 });
+        let reply = parse(&out);
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);
+        assert!(reply.metadata.authoritative);
+        soa(&reply, "c2.other.example");
+        // No data at the zone apex itself: the SOA owner is the question name.
+        r2.respond(&query("c2.other.example", 16, true), &mut out, &mut name);
+        assert_eq!(parse(&out).metadata.response_code, ResponseCode::NoError);
+        soa(&parse(&out), "c2.other.example");
+    }
+
+    #[test]
+    fn positive_and_refused_replies_have_no_soa() {
+        use hickory_proto::op::ResponseCode;
+        let r = responder();
+        let (mut out, mut name) = (Vec::new(), String::new());
+        for qtype in [TYPE_A, TYPE_AAAA, TYPE_ANY] {
+            r.respond(&query("www.evil.example", qtype, true), &mut out, &mut name);
+            let reply = parse(&out);
+            assert!(!reply.answers.is_empty());
+            assert!(reply.authorities.is_empty(), "{reply:?}");
+        }
+        r.respond(&query("other.example", TYPE_A, false), &mut out, &mut name);
+        let reply = parse(&out);
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+        assert!(reply.authorities.is_empty());
+    }
+
+    #[test]
+    fn longest_negative_reply_fits_classic_udp() {
+        let r = responder();
+        let (mut out, mut name) = (Vec::new(), String::new());
+        // 253 characters: the longest name, in the seized zone.
+        let label = "a".repeat(63);
+        let long = format!("{label}.{label}.{label}.{}.evil.example", "b".repeat(48));
+        assert_eq!(long.len(), 253);
+        for edns in [false, true] {
+            r.respond(&query(&long, 16, edns), &mut out, &mut name);
+            assert!(out.len() <= CLASSIC_UDP_SIZE, "{}", out.len());
+            assert_eq!(out[2] & 0x02, 0, "TC set");
+            soa(&parse(&out), "evil.example");
+        }
+    }
+
+    #[test]
+    fn oversized_replies_are_truncated_with_tc() {
+        let r = responder();
+        let (mut out, mut name) = (Vec::new(), String::new());
+        let q = query("www.evil.example", 16, true);
+        r.respond(&q, &mut out, &mut name);
+        let full = out.len();
+        fit_reply(&mut out, q.len() - 12 - 11, full - 1);
+        let reply = parse(&out);
+        assert!(reply.metadata.truncation);
+        assert_eq!(reply.queries.len(), 1);
+        assert!(reply.authorities.is_empty() && reply.edns.is_none());
+        let before = out.clone();
+        fit_reply(&mut out, q.len() - 12 - 11, CLASSIC_UDP_SIZE);
+        assert_eq!(out, before);
+    }
+
+    #[test]
+    fn apex_walk_follows_escaped_labels() {
+        assert_eq!(
+            after_first_label("a\\.b.evil.example"),
+            Some("evil.example")
+        );
+        assert_eq!(after_first_label("\\000z.x"), Some("x"));
+        assert_eq!(after_first_label("x"), None);
+        let r = responder();
+        let wire = b"\x03a.b\x04evil\x07example\x00";
+        let mut name = String::new();
+        write_name(wire, &mut name);
+        assert_eq!(zone_apex(wire, &name, &r.families), Some(4));
     }
 
     #[test]

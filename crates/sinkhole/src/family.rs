@@ -189,6 +189,12 @@ impl FamilyMap {
         }
     }
 
+    /// Whether the name is itself a zone apex: the base of some pattern.
+    pub fn is_zone_apex(&self, name: &str) -> bool {
+        let mut buf = [0u8; 256];
+        normalize(name, &mut buf).is_some_and(|n| self.zones.contains_key(n))
+    }
+
     /// Whether no domain patterns are configured.
     pub fn has_domains(&self) -> bool {
         !self.zones.is_empty()
@@ -268,6 +274,10 @@ mod tests {
         assert!(m.in_zone("www.c2.other.example"));
         assert!(!m.in_zone("other.example"));
         assert!(!m.in_zone("example"));
+        assert!(m.is_zone_apex("evil.example"));
+        assert!(m.is_zone_apex("Evil.Example."));
+        assert!(!m.is_zone_apex("a.evil.example"));
+        assert!(!m.is_zone_apex("example"));
     }
 
     #[test]

@@ -232,9 +232,270 @@ pub(crate) const RESPONSE_BAD_REQUEST: &[u8] =
 /// The response to a request head over the size or count limit.
 pub(crate) const RESPONSE_TOO_LARGE: &[u8] = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
+/// The longest chunk-size or trailer line accepted in a chunked body.
+pub const MAX_CHUNK_LINE: usize = 1024;
+
+/// Where a [`ChunkedDecoder`] stands after a call to [`ChunkedDecoder::feed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkedStatus {
+    /// The body is not complete yet: feed more bytes.
+    More,
+    /// The body ended (last chunk and trailers read); the bytes after it
+    /// belong to the next request.
+    Done,
+    /// The encoded body grew past the decoder's limit.
+    TooLarge,
+    /// The chunk framing is broken: a bad size, a missing CRLF after chunk
+    /// data, or a line over [`MAX_CHUNK_LINE`].
+    Malformed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a chunk-size line: the size so far, its digit count, and
+    /// whether the digits ended (an extension or whitespace follows).
+    Size { size: u64, digits: u8, ended: bool },
+    /// Passing chunk data through.
+    Data { remaining: u64 },
+    /// Expecting the CRLF after chunk data; `cr` once the CR was seen.
+    DataEnd { cr: bool },
+    /// Reading trailer lines until an empty one; `empty` while the current
+    /// line holds nothing but a CR.
+    Trailer { empty: bool },
+    /// Finished, successfully or not.
+    Stopped(ChunkedStatus),
+}
+
+/// An incremental decoder for a `Transfer-Encoding: chunked` body (RFC 9112
+/// section 7.1), bounded in every dimension a client controls.
+///
+/// Chunk extensions and trailer fields are skipped unread. Bare LF line ends
+/// are accepted, as most servers do. The decoder never allocates and never
+/// consumes a byte past the end of the body.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+    line: usize,
+    wire: u64,
+    limit: u64,
+}
+
+impl ChunkedDecoder {
+    /// A decoder that gives up with [`ChunkedStatus::TooLarge`] once more
+    /// than `limit` encoded bytes (data and framing) have been fed.
+    pub fn new(limit: u64) -> Self {
+        ChunkedDecoder {
+            state: ChunkState::Size {
+                size: 0,
+                digits: 0,
+                ended: false,
+            },
+            line: 0,
+            wire: 0,
+            limit,
+        }
+    }
+
+    /// Consumes bytes of the encoded body from `input`, handing decoded data
+    /// to `data`. Returns how many bytes were consumed and the status; on
+    /// [`ChunkedStatus::Done`] the unconsumed rest is the next request.
+    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> (usize, ChunkedStatus) {
+        let mut pos = 0usize;
+        while let ChunkState::Data { .. }
+        | ChunkState::Size { .. }
+        | ChunkState::DataEnd { .. }
+        | ChunkState::Trailer { .. } = self.state
+        {
+            if let ChunkState::Data { remaining } = self.state {
+                let rest = input.get(pos..).unwrap_or_default();
+                let take = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(rest.len());
+                if take == 0 {
+                    break;
+                }
+                if !self.count(take) {
+                    return (pos, self.stop(ChunkedStatus::TooLarge));
+                }
+                data(rest.get(..take).unwrap_or_default());
+                pos += take;
+                let remaining = remaining - take as u64;
+                self.state = if remaining == 0 {
+                    ChunkState::DataEnd { cr: false }
+                } else {
+                    ChunkState::Data { remaining }
+                };
+                continue;
+            }
+            let Some(&b) = input.get(pos) else {
+                break;
+            };
+            if !self.count(1) {
+                return (pos, self.stop(ChunkedStatus::TooLarge));
+            }
+            pos += 1;
+            if let Some(status) = self.step(b) {
+                return (pos, self.stop(status));
+            }
+        }
+        let status = match self.state {
+            ChunkState::Stopped(s) => s,
+            _ => ChunkedStatus::More,
+        };
+        (pos, status)
+    }
+
+    /// Counts `n` more encoded bytes against the limit.
+    fn count(&mut self, n: usize) -> bool {
+        self.wire = self.wire.saturating_add(n as u64);
+        self.wire <= self.limit
+    }
+
+    fn stop(&mut self, status: ChunkedStatus) -> ChunkedStatus {
+        self.state = ChunkState::Stopped(status);
+        status
+    }
+
+    /// Advances the framing state by one byte; `Some` when decoding ends.
+    fn step(&mut self, b: u8) -> Option<ChunkedStatus> {
+        let in_line = matches!(
+            self.state,
+            ChunkState::Size { .. } | ChunkState::Trailer { .. }
+        );
+        if in_line && b != b'\n' {
+            self.line += 1;
+            if self.line > MAX_CHUNK_LINE {
+                return Some(ChunkedStatus::Malformed);
+            }
+        }
+        match self.state {
+            ChunkState::Size {
+                size,
+                digits,
+                ended,
+            } => {
+                if b == b'\n' {
+                    self.line = 0;
+                    if digits == 0 {
+                        return Some(ChunkedStatus::Malformed);
+                    }
+                    // A chunk that cannot fit is refused before its data is read.
+                    if size > self.limit.saturating_sub(self.wire) {
+                        return Some(ChunkedStatus::TooLarge);
+                    }
+                    self.state = if size == 0 {
+                        ChunkState::Trailer { empty: true }
+                    } else {
+                        ChunkState::Data { remaining: size }
+                    };
+                } else if let (false, Some(d)) = (ended, char::from(b).to_digit(16)) {
+                    // Sixteen hex digits fill a u64; more would overflow.
+                    if digits >= 16 {
+                        return Some(ChunkedStatus::Malformed);
+                    }
+                    self.state = ChunkState::Size {
+                        size: size << 4 | u64::from(d),
+                        digits: digits + 1,
+                        ended: false,
+                    };
+                } else if digits == 0 {
+                    return Some(ChunkedStatus::Malformed);
+                } else {
+                    // An extension, whitespace or the CR: skipped to the LF.
+                    self.state = ChunkState::Size {
+                        size,
+                        digits,
+                        ended: true,
+                    };
+                }
+            }
+            ChunkState::DataEnd { cr } => match b {
+                b'\r' if !cr => self.state = ChunkState::DataEnd { cr: true },
+                b'\n' => {
+                    self.state = ChunkState::Size {
+                        size: 0,
+                        digits: 0,
+                        ended: false,
+                    }
+                }
+                _ => return Some(ChunkedStatus::Malformed),
+            },
+            ChunkState::Trailer { empty } => {
+                if b == b'\n' {
+                    self.line = 0;
+                    if empty {
+                        return Some(ChunkedStatus::Done);
+                    }
+                    self.state = ChunkState::Trailer { empty: true };
+                } else if b != b'\r' || !empty {
+                    self.state = ChunkState::Trailer { empty: false };
+                }
+            }
+            ChunkState::Data { .. } | ChunkState::Stopped(_) => {}
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Decodes `body` fed in pieces of `step` bytes.
+    fn dechunk(body: &[u8], step: usize, limit: u64) -> (Vec<u8>, usize, ChunkedStatus) {
+        let mut d = ChunkedDecoder::new(limit);
+        let (mut out, mut used) = (Vec::new(), 0usize);
+        let mut status = ChunkedStatus::More;
+        let mut end = 0usize;
+        while status == ChunkedStatus::More && end < body.len() {
+            end = (end + step).min(body.len());
+            let (n, s) = d.feed(&body[used..end], |b| out.extend_from_slice(b));
+            used += n;
+            status = s;
+        }
+        (out, used, status)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_in_any_pieces() {
+        let body = b"4;name=\"x\"\r\nWiki\r\n5 \r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nExpires: never\r\nX: y\r\n\r\nGET / HTTP/1.1\r\n";
+        let end = body.len() - b"GET / HTTP/1.1\r\n".len();
+        for step in [1, 2, 3, 7, body.len()] {
+            let (out, used, status) = dechunk(body, step, 1 << 20);
+            assert_eq!(status, ChunkedStatus::Done, "step {step}");
+            assert_eq!(out, b"Wikipedia in\r\n\r\nchunks.");
+            assert_eq!(used, end);
+        }
+        let (out, used, status) = dechunk(b"0\n\nrest", 1, 100);
+        assert_eq!((out.len(), used, status), (0, 3, ChunkedStatus::Done));
+    }
+
+    #[test]
+    fn chunked_bodies_are_bounded() {
+        let body = b"a\r\n0123456789\r\n0\r\n\r\n";
+        assert_eq!(dechunk(body, 4, body.len() as u64).2, ChunkedStatus::Done);
+        assert_eq!(
+            dechunk(body, 4, body.len() as u64 - 1).2,
+            ChunkedStatus::TooLarge
+        );
+        let huge = b"ffffffffffffffff\r\nabc";
+        assert_eq!(dechunk(huge, 5, 1000).2, ChunkedStatus::TooLarge);
+        let overflow = b"10000000000000000\r\n";
+        assert_eq!(dechunk(overflow, 5, 1000).2, ChunkedStatus::Malformed);
+        let mut long_ext = b"1;".to_vec();
+        long_ext.resize(MAX_CHUNK_LINE + 10, b'x');
+        assert_eq!(dechunk(&long_ext, 64, 1 << 20).2, ChunkedStatus::Malformed);
+        for bad in [
+            &b"\r\n"[..],
+            b"x\r\n",
+            b";a\r\n",
+            b"1\r\nab\r\n",
+            b"1\r\na\rb",
+        ] {
+            assert_eq!(dechunk(bad, 1, 100).2, ChunkedStatus::Malformed, "{bad:?}");
+        }
+        assert_eq!(dechunk(b"3\r\nab", 1, 100).2, ChunkedStatus::More);
+    }
 
     #[test]
     fn complete_request() {

@@ -142,6 +142,50 @@ async fn http_checkins_over_keep_alive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_are_drained_for_keep_alive() {
+    let (sh, mut rx) = start("max_body_bytes = 64");
+    let addr = sh.addr(ListenerKind::Http).unwrap();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // Two pipelined requests, the first with a chunked body carrying an
+    // extension and a trailer.
+    s.write_all(
+        b"POST /c HTTP/1.1\r\nHost: a.example-botnet.test\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-T: 1\r\n\r\nGET /after HTTP/1.1\r\nHost: a.example-botnet.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let first = next_event(&mut rx).await;
+    assert_eq!(first.http_url.as_deref(), Some("/c"));
+    assert_eq!(first.payload.as_deref(), Some("6162636465"));
+    let second = next_event(&mut rx).await;
+    assert_eq!(second.http_url.as_deref(), Some("/after"));
+    assert!(!second.malformed);
+    // Both answered on the same, still open, connection.
+    let mut got = Vec::new();
+    let mut b = [0u8; 1024];
+    while got.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count() < 2 {
+        let n = timeout(PATIENCE, s.read(&mut b)).await.unwrap().unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&b[..n]);
+    }
+    assert!(!got.windows(17).any(|w| w == b"Connection: close"));
+
+    // A chunked body over the bound is recorded and answered, then closed.
+    s.write_all(b"POST /big HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n")
+        .await
+        .unwrap();
+    let big = next_event(&mut rx).await;
+    assert_eq!(big.http_url.as_deref(), Some("/big"));
+    let mut rest = Vec::new();
+    timeout(PATIENCE, s.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rest.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(rest.windows(17).any(|w| w == b"Connection: close"));
+    sh.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_recorded_as_malformed() {
     let (sh, mut rx) = start("");
     let addr = sh.addr(ListenerKind::Http).unwrap();
@@ -734,7 +778,7 @@ async fn untrusted_peers_cannot_spoof_the_source() {
 mod props {
     use super::*;
     use proptest::prelude::*;
-    use takedown_sinkhole::http::{HttpParse, parse_request};
+    use takedown_sinkhole::http::{ChunkedDecoder, ChunkedStatus, HttpParse, parse_request};
 
     fn responder() -> Responder {
         let cfg = config("", "");
@@ -743,6 +787,40 @@ mod props {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn chunked_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048), limit in 0u64..4096) {
+            let mut d = ChunkedDecoder::new(limit);
+            let (used, _) = d.feed(&bytes, |_| {});
+            prop_assert!(used <= bytes.len());
+        }
+
+        #[test]
+        fn chunked_bodies_round_trip(
+            chunks in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..8),
+            step in 1usize..64,
+        ) {
+            let mut wire = Vec::new();
+            for c in &chunks {
+                wire.extend_from_slice(format!("{:x};ext=1\r\n", c.len()).as_bytes());
+                wire.extend_from_slice(c);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"0\r\nTrailer: x\r\n\r\nNEXT");
+            let mut d = ChunkedDecoder::new(1 << 20);
+            let (mut out, mut used, mut status) = (Vec::new(), 0usize, ChunkedStatus::More);
+            for piece in wire.chunks(step) {
+                let (n, s) = d.feed(piece, |b| out.extend_from_slice(b));
+                used += n;
+                status = s;
+                if s != ChunkedStatus::More {
+                    break;
+                }
+            }
+            prop_assert_eq!(status, ChunkedStatus::Done);
+            prop_assert_eq!(out, chunks.concat());
+            prop_assert_eq!(used, wire.len() - 4);
+        }
 
         #[test]
         fn http_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048), n in 1usize..300) {
