@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use takedown_event::EventKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, timeout, timeout_at};
+use tokio::time::{Duration, Instant, timeout, timeout_at};
 use tracing::debug;
 
 use crate::http::{
@@ -106,6 +106,25 @@ impl ReadBuf {
 
 /// Writes `out` within the read timeout, so a client that never reads cannot
 /// pin the connection.
+/// Waits up to `wait` for more of a request body. Returns `false` when the
+/// client went quiet (counted as an idle timeout) or hung up, so the caller
+/// stops draining and closes after answering.
+async fn read_more_body(
+    stream: &mut TcpStream,
+    buf: &mut ReadBuf,
+    wait: Duration,
+    shared: &Shared,
+) -> io::Result<bool> {
+    match timeout(wait, buf.read_from(stream)).await {
+        Ok(Ok(n)) => Ok(n > 0),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            inc(&shared.stats.idle_timeouts);
+            Ok(false)
+        }
+    }
+}
+
 async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, shared: &Shared) -> io::Result<()> {
     if out.is_empty() {
         return Ok(());
@@ -361,18 +380,9 @@ pub(crate) async fn serve_http(
                         break;
                     }
                 }
-                match timeout(lim.read_timeout, buf.read_from(&mut stream)).await {
-                    Ok(Ok(n)) if n > 0 => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => {
-                        inc(&shared.stats.idle_timeouts);
-                        keep_alive = false;
-                        break;
-                    }
-                    Ok(Ok(_)) => {
-                        keep_alive = false;
-                        break;
-                    }
+                if !read_more_body(&mut stream, &mut buf, lim.read_timeout, shared).await? {
+                    keep_alive = false;
+                    break;
                 }
             }
         } else if body_len > lim.max_body_bytes {
@@ -394,18 +404,9 @@ pub(crate) async fn serve_http(
                 if remaining == 0 {
                     break;
                 }
-                match timeout(lim.read_timeout, buf.read_from(&mut stream)).await {
-                    Ok(Ok(n)) if n > 0 => {}
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => {
-                        inc(&shared.stats.idle_timeouts);
-                        keep_alive = false;
-                        break;
-                    }
-                    Ok(Ok(_)) => {
-                        keep_alive = false;
-                        break;
-                    }
+                if !read_more_body(&mut stream, &mut buf, lim.read_timeout, shared).await? {
+                    keep_alive = false;
+                    break;
                 }
             }
         }
