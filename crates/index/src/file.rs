@@ -5,16 +5,16 @@
 //!   magic "TKDNIDX\0" | version u32 | header length u32 | segments u32 |
 //!   reserved u32 | tail entries u64 | body length u64 | body CRC-32 u32 | zero padding
 //! body, per segment
-//!   entries u64 | dead ids u64 | wide ids u32 | directory bits [u8; 11] | pad u8
+//!   entries u64 | dead ids u64 | wide ids u32 | bucket bits [u8; 11] | pad u8
 //!   hashes [u64; 4] x n | ids (u32 or u64) x n
-//!   per slot: directory u32 x (2^bits + 1) | filters u8 x n | positions u32 x n (not slot 0)
+//!   per slot: home lines u32 | lines u32 | line words u32 x 16 x lines
 //!   dead ids u64 x dead
 //! then the tail: hashes [u64; 4] x tail | ids u64 x tail
 //! ```
 //!
-//! Version 2 lets the directory take up to `width - 1` bits of a slot;
-//! each filter byte then holds only the slot bits below the directory bits
-//! (at most eight), masked.
+//! Version 3 stores each slot as 64-byte lines of packed postings (see the
+//! `mih` module); the lines are read straight into cache-line-aligned
+//! memory.
 //!
 //! Arrays are read straight into their final vectors, so opening costs one
 //! sequential read, a checksum and an invariant check; nothing is rebuilt.
@@ -29,12 +29,12 @@ use std::path::{Path, PathBuf};
 
 use crate::flat::FlatIndex;
 use crate::live::{Index, Segment};
-use crate::mih::{Ids, MihIndex, SLOTS, SlotTable};
+use crate::mih::{Ids, LINE_WORDS, Lines, MihIndex, SLOTS, SlotTable};
 use crate::{EntryId, Error, Words};
 
 const MAGIC: [u8; 8] = *b"TKDNIDX\0";
 /// The format version this build reads and writes.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 const HEADER_LEN: usize = 64;
 const SEGMENT_HEADER_LEN: u64 = 32;
 
@@ -153,9 +153,11 @@ fn write_segment<W: Write>(body: &mut Body<W>, seg: &Segment) -> std::io::Result
         Ids::Wide(v) => body.u64s(v)?,
     }
     for s in &mih.slots {
-        body.u32s(&s.dir)?;
-        body.bytes(&s.filt)?;
-        body.u32s(&s.pos)?;
+        let mut h = [0u8; 8];
+        h[0..4].copy_from_slice(&s.home_lines.to_le_bytes());
+        h[4..8].copy_from_slice(&(s.lines.len() as u32).to_le_bytes());
+        body.bytes(&h)?;
+        body.u32s(s.lines.words())?;
     }
     let mut dead: Vec<u64> = seg.dead.iter().map(|i| i.0).collect();
     dead.sort_unstable();
@@ -197,13 +199,6 @@ impl<R: Read> Source<R> {
         self.crc.update(buf);
         self.left -= buf.len() as u64;
         Ok(())
-    }
-
-    fn u8s(&mut self, count: u64, what: &str) -> Result<Vec<u8>, Error> {
-        let n = self.reserve(count, 1, what)?;
-        let mut v: Vec<u8> = crate::mem::zeroed(n);
-        self.fill(&mut v, what)?;
-        Ok(v)
     }
 
     fn u32s(&mut self, count: u64, what: &str) -> Result<Vec<u32>, Error> {
@@ -343,19 +338,23 @@ pub(crate) fn open(path: &Path) -> Result<Index, Error> {
         let mut slots = Vec::with_capacity(SLOTS);
         for (i, &dbits) in h[20..20 + SLOTS].iter().enumerate() {
             let dbits = u32::from(dbits);
-            if !(1..=24).contains(&dbits) {
-                return Err(corrupt(format!(
-                    "segment {s} slot {i} directory bits {dbits}"
-                )));
+            if !(1..=23).contains(&dbits) {
+                return Err(corrupt(format!("segment {s} slot {i} bucket bits {dbits}")));
             }
-            let dir = src.u32s((1u64 << dbits) + 1, "a directory")?;
-            let filt = src.u8s(n, "the filters")?;
-            let pos = src.u32s(if i == 0 { 0 } else { n }, "the positions")?;
+            let mut sh = [0u8; 8];
+            src.fill(&mut sh, "a slot header")?;
+            let home_lines = le_u32(&sh, 0);
+            let n_lines = u64::from(le_u32(&sh, 4));
+            src.reserve(n_lines, 4 * LINE_WORDS as u64, "the lines")?;
+            let mut lines = Lines::zeroed(n_lines as usize);
+            src.fill(bytemuck::cast_slice_mut(lines.words_mut()), "the lines")?;
+            for x in lines.words_mut() {
+                *x = u32::from_le(*x);
+            }
             slots.push(SlotTable {
                 dbits,
-                dir,
-                filt,
-                pos,
+                home_lines,
+                lines,
             });
         }
         let dead: HashSet<EntryId> = src
@@ -363,7 +362,7 @@ pub(crate) fn open(path: &Path) -> Result<Index, Error> {
             .into_iter()
             .map(EntryId)
             .collect();
-        segments.push(Segment::new(MihIndex { hashes, ids, slots }, dead));
+        segments.push(Segment::new(MihIndex::from_parts(hashes, ids, slots), dead));
     }
     let hashes = src.words(n_tail, "the tail hashes")?;
     let ids: Vec<EntryId> = src

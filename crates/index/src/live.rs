@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use takedown_pdq::PdqHash;
 
 use crate::flat::{FlatIndex, scan, transform_of};
-use crate::mih::MihIndex;
+use crate::mih::{MAX_SEGMENT, MihIndex};
 use crate::{EntryId, Error, Hit, Query, Radius, RawHit, Search, Words};
 
 /// Inserts collect in a flat tail until it holds this many entries, then
@@ -86,12 +86,13 @@ impl Index {
     pub fn build(entries: impl IntoIterator<Item = (EntryId, PdqHash)>) -> Result<Self, Error> {
         let mut list: Vec<(EntryId, PdqHash)> = entries.into_iter().collect();
         dedup_keep_last(&mut list);
-        let mih = MihIndex::build(list)?;
         let mut index = Index::new();
-        if mih.hashes.is_empty() {
-            return Ok(index);
+        // One segment unless the set outgrows what a segment can address.
+        while !list.is_empty() {
+            let rest = list.split_off(list.len().min(MAX_SEGMENT));
+            let mih = MihIndex::build(std::mem::replace(&mut list, rest))?;
+            index.segments.push(Segment::new(mih, HashSet::new()));
         }
-        index.segments.push(Segment::new(mih, HashSet::new()));
         Ok(index)
     }
 

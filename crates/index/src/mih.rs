@@ -1,47 +1,46 @@
-//! Multi-index hashing over 11 slots of 23-24 bits.
+//! Multi-index hashing over 11 slots, with postings packed into cache lines.
 //!
 //! # Why 11 wide slots rather than 16 of 16 bits
 //!
 //! Split a 256-bit hash into `m` disjoint slots. If two hashes differ in at
-//! most `r` bits, some slot differs in at most `floor(r/m)` bits (pigeonhole),
-//! so probing every slot value within that many bit flips of the query's
-//! finds every true match. With 16 slots of 16 bits and `r = 31` that is 17
-//! probes per slot, but at ten million hashes each 16-bit value owns about 150
-//! entries, so one query fetches about 41,000 random candidates to verify.
-//! With 11 slots of 23-24 bits the per-slot flip budget is 2, and each probe
-//! matches about 64 times fewer entries: about 3,000 candidates at ten
-//! million, for a cost in probes that the bucketing below keeps cheap.
+//! most `r` bits, some slot differs in at most its share of those bits
+//! (pigeonhole), so probing every slot value within that many bit flips of
+//! the query's finds every true match. With 16 slots of 16 bits and
+//! `r = 31` that is 17 probes per slot, but at ten million hashes each
+//! 16-bit value owns about 150 entries, so one query fetches about 41,000
+//! random candidates to verify. With 11 slots of 20-24 bits the flip budget
+//! is 2 (1 for the narrow slot), and each probe matches a hundred times
+//! fewer entries: about 2,600 candidates at ten million. The widths and the
+//! per-slot budgets come from minimising probes plus candidates for the
+//! default radius; see [`MihIndex::budgets`] for other radii.
 //!
 //! # Layout
 //!
-//! Per slot, entries are bucketed on the slot's top `dbits` bits (a CSR
-//! table: `dir` offsets plus a positions array), and each posting also stores
-//! up to 8 of the slot's remaining low bits as a filter byte. A query visits
-//! every bucket within `k <= q` flips of its own and keeps postings whose
-//! filter bits are within `q - k` flips; slot bits between the two (only in
-//! small segments) are ignored, which only admits extra candidates, never
-//! drops one. Candidates are verified by full distance. `dbits` grows with
-//! the segment size, about 32 to 64 entries per bucket: at ten million that
-//! is 18 bits, leaving 5-6 filter bits. Hashes are stored sorted by slot 0,
-//! so slot 0 needs no positions array and its buckets are contiguous runs of
-//! the hash array.
-//!
-//! The per-slot budgets are refined beyond plain pigeonhole (see
-//! [`budgets`]): at radius 31 one slot needs only one flip.
+//! Per slot, entries are bucketed on the slot's top `dbits` bits, about ten
+//! entries per bucket. Buckets are stored in key order in 64-byte lines of
+//! one header word and 15 postings; bucket `b` starts on its *home line*,
+//! `b * lines / 2^dbits`, or as soon after it as earlier buckets leave room.
+//! With lines 80 % full, a probe reads 1.35 lines on average, and no
+//! directory is needed: the home line is computed, not looked up.
+//! Each posting packs the hash position with the low bucket bits (which
+//! tell the buckets sharing a line apart) and the slot bits below the
+//! bucket bits (the filter). A query visits every bucket within `k <= q`
+//! flips of its own and keeps postings whose filter bits are within `q - k`
+//! flips; candidates are verified by full distance.
 //!
 //! # Query cost
 //!
-//! At ten million random hashes a single-hash query visits about 1,700
-//! buckets and verifies about 2,900 candidates: some 10,000 random cache
-//! lines (directory entry, filter bytes, position, hash). Those misses, not
-//! arithmetic, are the whole cost, so the probe runs as a batched pipeline
-//! with software prefetching (see [`MihIndex::probe_impl`]), and the large
-//! arrays ask for huge pages (see `mem`) so that the misses do not also miss
-//! the TLB.
+//! At ten million random hashes a single-hash query visits about 2,100
+//! buckets (about 2,900 lines) and verifies about 2,600 candidates: some
+//! 5,500 random cache lines. Those misses, not arithmetic, are the cost, so
+//! the probe runs as a software pipeline with prefetching (see
+//! [`MihIndex::probe_impl`]), and the large arrays ask for huge pages (see
+//! `mem`) so that the misses do not also miss the TLB.
 //!
-//! Resident size per hash: 32 (hash) + 4 or 8 (id) + 11 (filters) +
-//! 40 (positions for slots 1-10) = 87 bytes with 32-bit ids, plus the
-//! directories (11 x 4 x 2^dbits bytes: at most 1.4 bytes per hash).
+//! Resident size per hash: 32 (hash) + 4 or 8 (id) + 11 slots of 64 bytes
+//! per 12 postings (5.3 bytes) = 95 bytes with 32-bit ids.
+
+use std::sync::OnceLock;
 
 use takedown_pdq::{PdqHash, Transform};
 
@@ -51,23 +50,42 @@ use crate::{EntryId, Error, Hit, Query, Radius, RawHit, Search, Words, distance}
 
 /// Number of slots a hash is split into.
 pub(crate) const SLOTS: usize = 11;
-/// Bits per slot: three of 24 then eight of 23, 256 in all.
-const WIDTHS: [u32; SLOTS] = [24, 24, 24, 23, 23, 23, 23, 23, 23, 23, 23];
-/// At most this many low bits of each slot are kept as the per-posting
-/// filter byte: those below the directory bits.
+/// Bits per slot. Six of 24 and four of 23 take two flips each at the
+/// default radius; the 20-bit slot takes one, where a narrow slot costs
+/// little (see the module documentation).
+const WIDTHS: [u32; SLOTS] = [24, 24, 24, 24, 24, 24, 23, 23, 23, 23, 20];
+/// Words per line: a header, then postings.
+pub(crate) const LINE_WORDS: usize = 16;
+/// Postings per line.
+const LINE_POSTS: u32 = 15;
+/// Postings per home line on average: lines are 80 % full.
+const LINE_LOAD: usize = 12;
+/// Low bucket bits kept in each posting. A line never holds buckets more
+/// than `2^BUCKET_TAG_BITS - 1` apart, so these bits name the bucket.
+const BUCKET_TAG_BITS: u32 = 4;
+const BUCKET_TAG: u32 = (1 << BUCKET_TAG_BITS) - 1;
+/// At most this many slot bits below the bucket bits are kept as filter.
 const FILTER_BITS: u32 = 8;
-/// A segment's directory has about `n >> DIR_SHIFT` buckets per slot.
-const DIR_SHIFT: u32 = 5;
-/// Probes per pipeline batch (see [`MihIndex::probe_impl`]). Measured: a
-/// few dozen outstanding misses is what one core sustains; much larger
-/// batches evict their own prefetched lines before use.
-const PROBE_BATCH: usize = 32;
-/// Candidates per pipeline batch.
-const CAND_BATCH: usize = 64;
-/// `Probe::allowed` value meaning "every posting of the bucket".
+/// Entries per bucket the bucket bits aim at.
+const BUCKET_TARGET: f64 = 10.0;
+/// Bits of a line header holding the first bucket; the count sits above.
+const HEADER_BUCKET_BITS: u32 = 24;
+/// Largest segment: positions and posting tags must share 32 bits.
+pub(crate) const MAX_SEGMENT: usize = 1 << 28;
+/// Probes between a line's prefetch and its scan (see
+/// [`MihIndex::probe_impl`]).
+const PROBE_LAG: usize = 8;
+/// Candidates between a hash prefetch and its verification. Measured:
+/// deeper lags queue more prefetches than the core has miss buffers for,
+/// and the stalls on issuing them cost more than the latency they hide.
+const CAND_LAG: usize = 8;
+/// `Probe::allowed` value meaning "every filter value passes".
 const ALL: u8 = u8::MAX;
 /// Below this many entries a linear scan always wins.
 const FLAT_BELOW: usize = 2048;
+/// Radii up to this get budgets optimised per segment; larger ones (which
+/// scan anyway) use plain pigeonhole budgets.
+const OPTIMISED_RADII: usize = 96;
 
 /// Bit offset (from the most significant bit of word 0) and width of a slot.
 #[derive(Debug, Clone, Copy)]
@@ -102,18 +120,15 @@ fn field(w: &Words, g: Geom) -> u32 {
     ((window << b) >> (128 - g.width)) as u32
 }
 
-/// The flip budget of each slot for radius `r`, or `None` for a slot that
-/// need not be probed at all.
+/// Per-slot flip budgets for radius `r` by plain pigeonhole: `None` for a
+/// slot that need not be probed.
 ///
 /// If an entry is within `r` of the query, some slot `s` differs by at most
 /// `budget[s]` bits as long as the budgets satisfy
 /// `sum(budget[s] + 1) >= r + 1`: otherwise every slot would differ by at
 /// least `budget[s] + 1` and the total by more than `r`. Plain pigeonhole
-/// gives every slot `r / 11`, which overshoots the sum by `e` (1 at the
-/// default radius 31); the last `e` slots, the narrow ones with the most
-/// entries per key, then take one flip less. At radius 0 this probes a
-/// single slot instead of eleven.
-pub(crate) fn budgets(r: u32) -> [Option<u32>; SLOTS] {
+/// gives every slot `r / 11` and takes the excess from the last slots.
+pub(crate) fn pigeonhole_budgets(r: u32) -> [Option<u32>; SLOTS] {
     let m = SLOTS as u32;
     let q = r / m;
     let spare = m * (q + 1) - (r + 1);
@@ -126,65 +141,86 @@ pub(crate) fn budgets(r: u32) -> [Option<u32>; SLOTS] {
     out
 }
 
-/// Directory bits for a segment of `n` entries in a slot of `width` bits.
-pub(crate) fn dir_bits(n: usize, width: u32) -> u32 {
-    let lg = usize::BITS - 1 - n.max(1).leading_zeros();
-    lg.saturating_sub(DIR_SHIFT).clamp(1, width - 1)
+/// Bucket bits for a segment of `n` entries in a slot of `width` bits:
+/// about [`BUCKET_TARGET`] entries per bucket.
+pub(crate) fn bucket_bits(n: usize, width: u32) -> u32 {
+    let per = (n.max(1) as f64 / BUCKET_TARGET).max(1.0);
+    (per.log2().round() as u32).clamp(1, width - 1)
 }
 
-/// Filter bits kept per posting: the slot bits below the directory bits, at
-/// most eight.
-pub(crate) fn filter_bits(dbits: u32, width: u32) -> u32 {
-    width.saturating_sub(dbits).min(FILTER_BITS)
+/// Bits of a posting below the position: room for the bucket tag and
+/// the filter, as far as a segment of `n` entries leaves it.
+fn low_bits(n: usize) -> u32 {
+    let pos_bits = usize::BITS - n.saturating_sub(1).leading_zeros();
+    32u32
+        .saturating_sub(pos_bits)
+        .min(BUCKET_TAG_BITS + FILTER_BITS)
 }
 
-/// The mask selecting `fbits` low bits of a byte.
-fn filter_mask(fbits: u32) -> u8 {
-    ((1u32 << fbits.min(8)) - 1) as u8
+/// Filter bits per posting: the slot bits below the bucket bits, as many as
+/// fit beside the position and the bucket tag, at most eight.
+fn filter_bits(dbits: u32, width: u32, n: usize) -> u32 {
+    width
+        .saturating_sub(dbits)
+        .min(low_bits(n).saturating_sub(BUCKET_TAG_BITS))
+        .min(FILTER_BITS)
 }
 
-/// How many probes and candidates each pipeline stage handles at once.
+/// How far apart the pipeline stages run (see [`MihIndex::probe_impl`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Batches {
+    /// Probes between a line's prefetch and its scan.
     pub(crate) probe: usize,
+    /// Candidates between a hash prefetch and its verification.
     pub(crate) cand: usize,
 }
 
 impl Batches {
     pub(crate) const DEFAULT: Batches = Batches {
-        probe: PROBE_BATCH,
-        cand: CAND_BATCH,
+        probe: PROBE_LAG,
+        cand: CAND_LAG,
     };
 }
 
-/// One bucket to visit: slot, bucket, and which filter bytes pass.
-#[derive(Debug, Clone, Copy)]
+/// One bucket to visit.
+#[derive(Debug, Clone, Copy, Default)]
 struct Probe {
+    /// The bucket's home line.
+    line: u32,
     bucket: u32,
-    qi: u32,
+    /// The low posting bits a match carries: the bucket tag, then the
+    /// query's filter bits.
+    want: u32,
+    qi: u16,
     slot: u8,
-    /// The query's filter bits in this slot.
-    qf: u8,
     /// Filter bits allowed to differ, or [`ALL`].
     allowed: u8,
 }
 
-/// A posting to verify: first its index in the slot table, then (after the
-/// positions step) the hash position.
-#[derive(Debug, Clone, Copy)]
-struct Cand {
-    at: u32,
-    qi: u32,
-    slot: u8,
+/// What the probe loop needs of one slot, looked up once per query.
+#[derive(Clone, Copy)]
+struct SlotView<'a> {
+    words: &'a [u32],
+    fbits: u32,
+    tag_mask: u32,
+    fmask: u32,
 }
 
-/// The batch buffers of one query.
-struct Pipeline {
-    probes: Vec<Probe>,
-    spans: Vec<(u32, u32)>,
-    cands: Vec<Cand>,
-    batches: Batches,
-    level: crate::simd::Level,
+impl SlotView<'_> {
+    #[inline(always)]
+    fn line(&self, l: usize) -> Option<&[u32; LINE_WORDS]> {
+        self.words
+            .get(l * LINE_WORDS..(l + 1) * LINE_WORDS)?
+            .try_into()
+            .ok()
+    }
+}
+
+/// A hash position to verify against query item `qi`.
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    pos: u32,
+    qi: u32,
 }
 
 /// How a [`MihIndex`] answers a query.
@@ -231,17 +267,76 @@ impl Ids {
     }
 }
 
-/// One slot's posting table.
+/// Lines of 16 words whose first word sits on a 64-byte boundary, so that
+/// each line is exactly one cache line.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Lines {
+    words: Vec<u32>,
+    /// Index of the first word of line 0 in `words`.
+    base: usize,
+    len: usize,
+}
+
+impl Lines {
+    /// `len` zeroed lines.
+    pub(crate) fn zeroed(len: usize) -> Lines {
+        let words: Vec<u32> = crate::mem::zeroed(len * LINE_WORDS + LINE_WORDS - 1);
+        let misalign = (words.as_ptr() as usize / 4) % LINE_WORDS;
+        let base = (LINE_WORDS - misalign) % LINE_WORDS;
+        Lines { words, base, len }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// All words of all lines.
+    pub(crate) fn words(&self) -> &[u32] {
+        self.words
+            .get(self.base..self.base + self.len * LINE_WORDS)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn words_mut(&mut self) -> &mut [u32] {
+        let (base, len) = (self.base, self.len);
+        self.words
+            .get_mut(base..base + len * LINE_WORDS)
+            .unwrap_or_default()
+    }
+
+    fn bytes(&self) -> usize {
+        self.words.capacity() * 4
+    }
+}
+
+/// One slot's bucketed postings.
 #[derive(Debug, Clone)]
 pub(crate) struct SlotTable {
-    /// Directory bits: buckets are keyed on the slot's top `dbits` bits.
+    /// Bucket bits: buckets are keyed on the slot's top `dbits` bits.
     pub(crate) dbits: u32,
-    /// `2^dbits + 1` offsets into `filt` and `pos`.
-    pub(crate) dir: Vec<u32>,
-    /// The slot's low 8 bits, per posting.
-    pub(crate) filt: Vec<u8>,
-    /// Hash positions, per posting; empty for slot 0 (identity).
-    pub(crate) pos: Vec<u32>,
+    /// Lines that buckets are spread over: bucket `b`'s home line is
+    /// `b * home_lines >> dbits`. The table may hold more lines, for
+    /// postings that spill past the last home line.
+    pub(crate) home_lines: u32,
+    pub(crate) lines: Lines,
+}
+
+impl SlotTable {
+    #[inline(always)]
+    fn home(&self, bucket: u32) -> u32 {
+        ((u64::from(bucket) * u64::from(self.home_lines)) >> self.dbits) as u32
+    }
+}
+
+/// A line header: the first bucket in the line and the posting count.
+#[inline(always)]
+fn header(first: u32, count: u32) -> u32 {
+    first | (count << HEADER_BUCKET_BITS)
+}
+
+#[inline(always)]
+fn unpack_header(h: u32) -> (u32, u32) {
+    (h & ((1 << HEADER_BUCKET_BITS) - 1), h >> HEADER_BUCKET_BITS)
 }
 
 /// An immutable multi-index-hashing segment. See the module documentation
@@ -251,11 +346,14 @@ pub struct MihIndex {
     pub(crate) hashes: Vec<Words>,
     pub(crate) ids: Ids,
     pub(crate) slots: Vec<SlotTable>,
+    /// Budgets per radius, worked out on first use.
+    budget_cache: Vec<OnceLock<[Option<u32>; SLOTS]>>,
 }
 
 impl MihIndex {
     /// Builds a segment over `entries`. Duplicate hashes and duplicate ids are
-    /// kept as given.
+    /// kept as given. Fails above 2^28 entries; [`crate::Index`] splits
+    /// larger sets into several segments.
     pub fn build(entries: impl IntoIterator<Item = (EntryId, PdqHash)>) -> Result<Self, Error> {
         let (ids, hashes): (Vec<u64>, Vec<Words>) =
             entries.into_iter().map(|(id, h)| (id.0, h.words())).unzip();
@@ -264,60 +362,47 @@ impl MihIndex {
 
     pub(crate) fn from_words(hashes: Vec<Words>, ids: Vec<u64>) -> Result<Self, Error> {
         let n = hashes.len();
-        if n > u32::MAX as usize {
+        if n > MAX_SEGMENT {
             return Err(Error::TooLarge(n));
         }
-        // Sort by slot 0 (then by input order, for determinism) so that slot 0
-        // needs no positions array.
-        let mut order: Vec<u64> = hashes
-            .iter()
-            .enumerate()
-            .map(|(i, h)| (u64::from(field(h, GEOMS[0])) << 32) | i as u64)
-            .collect();
-        order.sort_unstable();
-        let perm = |i: &u64| (*i & 0xffff_ffff) as usize;
-        let mut sorted_hashes: Vec<Words> = crate::mem::zeroed(n);
-        for (dst, i) in sorted_hashes.iter_mut().zip(&order) {
-            *dst = hashes[perm(i)];
-        }
-        let sorted_ids: Vec<u64> = order.iter().map(|i| ids[perm(i)]).collect();
-        drop(order);
+        let mut stored: Vec<Words> = crate::mem::zeroed(n);
+        stored.copy_from_slice(&hashes);
         drop(hashes);
-        drop(ids);
-
         let slots = if n < 1 << 16 {
-            (0..SLOTS)
-                .map(|slot| build_slot(&sorted_hashes, slot))
-                .collect()
+            (0..SLOTS).map(|slot| build_slot(&stored, slot)).collect()
         } else {
-            build_slots_parallel(&sorted_hashes)
+            build_slots_parallel(&stored)
         };
-        Ok(MihIndex {
-            hashes: sorted_hashes,
-            ids: Ids::from_u64(sorted_ids),
+        Ok(Self::from_parts(stored, Ids::from_u64(ids), slots))
+    }
+
+    pub(crate) fn from_parts(hashes: Vec<Words>, ids: Ids, slots: Vec<SlotTable>) -> Self {
+        MihIndex {
+            hashes,
+            ids,
             slots,
-        })
+            budget_cache: (0..=OPTIMISED_RADII).map(|_| OnceLock::new()).collect(),
+        }
     }
 }
 
 /// Builds the slot tables on as many threads as there are slots; the
 /// operating system spreads them over the cores.
-fn build_slots_parallel(sorted_hashes: &[Words]) -> Vec<SlotTable> {
+fn build_slots_parallel(hashes: &[Words]) -> Vec<SlotTable> {
     std::thread::scope(|s| {
-        let hs = sorted_hashes;
         let handles: Vec<_> = (0..SLOTS)
-            .map(|slot| s.spawn(move || build_slot(hs, slot)))
+            .map(|slot| s.spawn(move || build_slot(hashes, slot)))
             .collect();
         handles
             .into_iter()
             .enumerate()
-            .map(|(slot, h)| h.join().unwrap_or_else(|_| build_slot(hs, slot)))
+            .map(|(slot, h)| h.join().unwrap_or_else(|_| build_slot(hashes, slot)))
             .collect::<Vec<_>>()
     })
 }
 
 impl MihIndex {
-    /// The entries, in storage order (sorted by the first slot).
+    /// The entries, in storage order.
     pub fn entries(&self) -> impl Iterator<Item = (EntryId, PdqHash)> + '_ {
         self.hashes
             .iter()
@@ -333,11 +418,68 @@ impl MihIndex {
     pub fn heap_bytes(&self) -> usize {
         self.hashes.capacity() * 32
             + self.ids.bytes()
-            + self
-                .slots
-                .iter()
-                .map(|s| s.dir.capacity() * 4 + s.filt.capacity() + s.pos.capacity() * 4)
-                .sum::<usize>()
+            + self.slots.iter().map(|s| s.lines.bytes()).sum::<usize>()
+    }
+
+    /// Expected cost, in cache lines touched, of probing slot `s` with
+    /// flip budget `q` (uniformly random hashes).
+    fn slot_cost(&self, s: usize, q: u32) -> f64 {
+        let (Some(slot), Some(g)) = (self.slots.get(s), GEOMS.get(s)) else {
+            return f64::INFINITY;
+        };
+        let n = self.hashes.len() as f64;
+        let probes = binom_sum(slot.dbits, q);
+        let per_bucket = n / 2f64.powi(slot.dbits as i32);
+        // A bucket's postings take about one line per 12; the first line
+        // is a random access, the rest follow it.
+        let lines = probes * (1.0 + per_bucket / 12.0 * 0.5);
+        let cands = n * binom_sum(g.width, q) / 2f64.powi(g.width as i32);
+        lines + cands
+    }
+
+    /// The per-slot flip budgets used for radius `r`.
+    ///
+    /// Any budgets with `sum(budget + 1) >= r + 1` find every match (see
+    /// [`pigeonhole_budgets`]); among those, this picks the ones with the
+    /// lowest expected cost for this segment's size, so that a radius that
+    /// divides evenly does not pay full price for the narrow slot.
+    pub(crate) fn budgets(&self, r: u32) -> [Option<u32>; SLOTS] {
+        match self.budget_cache.get(r as usize) {
+            Some(cell) => *cell.get_or_init(|| self.optimise_budgets(r)),
+            None => pigeonhole_budgets(r),
+        }
+    }
+
+    fn optimise_budgets(&self, r: u32) -> [Option<u32>; SLOTS] {
+        let need = r as usize + 1;
+        let qmax = r / SLOTS as u32 + 2;
+        // best[u] = (cost, budgets) over the slots seen so far, with `u`
+        // units (sum of budget + 1, capped at `need`).
+        let mut best: Vec<Option<(f64, [Option<u32>; SLOTS])>> = vec![None; need + 1];
+        best[0] = Some((0.0, [None; SLOTS]));
+        for s in 0..SLOTS {
+            let mut next: Vec<Option<(f64, [Option<u32>; SLOTS])>> = vec![None; need + 1];
+            for (u, cur) in best.iter().enumerate() {
+                let Some((cost, b)) = cur else { continue };
+                let mut consider = |units: usize, extra: f64, q: Option<u32>| {
+                    let u2 = (u + units).min(need);
+                    let c = cost + extra;
+                    if next[u2].as_ref().is_none_or(|(old, _)| c < *old) {
+                        let mut b2 = *b;
+                        b2[s] = q;
+                        next[u2] = Some((c, b2));
+                    }
+                };
+                consider(0, 0.0, None);
+                for q in 0..=qmax {
+                    consider(q as usize + 1, self.slot_cost(s, q), Some(q));
+                }
+            }
+            best = next;
+        }
+        best[need]
+            .map(|(_, b)| b)
+            .unwrap_or_else(|| pigeonhole_budgets(r))
     }
 
     /// True when a linear scan is expected to be cheaper than probing for a
@@ -347,20 +489,16 @@ impl MihIndex {
         if n < FLAT_BELOW {
             return true;
         }
-        let nf = n as f64;
-        let mut mih = 0.0;
-        for ((s, g), q) in self.slots.iter().zip(GEOMS).zip(budgets(r)) {
-            let Some(q) = q else { continue };
-            let visits = binom_sum(s.dbits, q);
-            let scanned = visits * nf / 2f64.powi(s.dbits as i32);
-            let bits = s.dbits + filter_bits(s.dbits, g.width);
-            let cands = nf * binom_sum(bits, q) / 2f64.powi(bits as i32);
-            // Rough costs in nanoseconds: a bucket visit is a cache miss, a
-            // filter byte is a streamed byte, a candidate is a random fetch.
-            mih += visits * 40.0 + scanned + cands * 15.0;
-        }
-        let flat = nf * (2.0 + nq as f64);
-        mih * nq as f64 > flat
+        let lines: f64 = self
+            .budgets(r)
+            .iter()
+            .enumerate()
+            .filter_map(|(s, q)| Some(self.slot_cost(s, (*q)?)))
+            .sum();
+        // Rough costs in nanoseconds: a random line is about 15, and a
+        // scan streams half a line per hash and query.
+        let flat = n as f64 * (2.0 + nq as f64);
+        lines * 15.0 * nq as f64 > flat
     }
 
     /// Like [`Search::search_into`], but with the probe-or-scan decision
@@ -438,13 +576,19 @@ impl MihIndex {
         self.probe_impl(items, r, batches, crate::simd::Level::Avx2, out);
     }
 
-    /// The probe pipeline. Every step that would wait on memory is split
-    /// into batches: first the addresses of a whole batch are prefetched,
-    /// then the batch is consumed, so that a dozen or more cache misses are
-    /// in flight at once instead of one. The steps are: bucket directory
-    /// entries, then each bucket's filter bytes, then (per candidate) the
-    /// position, then the hash. All hashes of the query share the batches,
-    /// which keeps them full for eight-way dihedral queries.
+    /// The probe pipeline.
+    ///
+    /// A probe needs two dependent memory reads, the bucket's home line and
+    /// then each candidate's hash, and nearly every one is a cache miss.
+    /// Run one after the other, each would wait the full memory latency.
+    /// Instead the stages run a fixed distance apart over the list of
+    /// probes: in one step the pipeline prefetches the home line of probe
+    /// `i`, scans the (by now cached) line of probe `i - lag` and prefetches
+    /// each candidate's hash, and verifies the candidate found `cand`
+    /// candidates earlier. Dozens of misses are in flight at any moment, so
+    /// the cost per miss is the memory system's throughput rather than its
+    /// latency. All hashes of the query share one list, which keeps the
+    /// pipeline full for dihedral queries.
     #[inline(always)]
     fn probe_impl(
         &self,
@@ -454,152 +598,200 @@ impl MihIndex {
         level: crate::simd::Level,
         out: &mut Vec<RawHit>,
     ) {
-        let budgets = budgets(r);
-        let mut st = Pipeline {
-            probes: Vec::with_capacity(batches.probe),
-            spans: Vec::with_capacity(batches.probe),
-            cands: Vec::with_capacity(batches.cand + 64),
-            batches,
-            level,
-        };
-        for (qi, (_, q)) in items.iter().enumerate() {
-            let qi = qi as u32;
-            for (si, ((slot, g), budget)) in self.slots.iter().zip(GEOMS).zip(budgets).enumerate() {
-                let Some(budget) = budget else { continue };
-                let key = field(q, g);
-                let fbits = filter_bits(slot.dbits, g.width);
-                let qd = key >> (g.width - slot.dbits);
-                let qf = (key as u8) & filter_mask(fbits);
-                for k in 0..=budget.min(slot.dbits) {
-                    let allowed = (budget - k).min(fbits) as u8;
-                    let all = allowed as u32 >= fbits;
-                    for mask in Subsets::new(slot.dbits, k) {
-                        st.probes.push(Probe {
-                            bucket: qd ^ mask,
-                            qi,
-                            slot: si as u8,
-                            qf,
-                            allowed: if all { ALL } else { allowed },
-                        });
-                        if st.probes.len() >= st.batches.probe {
-                            self.run_probes(&mut st, items, r, out);
-                        }
-                    }
+        let n = self.hashes.len();
+        let budgets = self.budgets(r);
+        let lag = batches.probe.max(1);
+        let cand_lag = batches.cand.max(1);
+        let low = low_bits(n);
+        let views: Vec<SlotView<'_>> = self
+            .slots
+            .iter()
+            .zip(GEOMS)
+            .map(|(slot, g)| {
+                let fbits = filter_bits(slot.dbits, g.width, n);
+                SlotView {
+                    words: slot.lines.words(),
+                    fbits,
+                    tag_mask: BUCKET_TAG << fbits,
+                    fmask: (1 << fbits) - 1,
                 }
-            }
+            })
+            .collect();
+        let mut cands: Vec<Cand> = Vec::with_capacity(256);
+        let mut done = 0usize;
+        let mut probes: Vec<Probe> = Vec::new();
+        // One query hash at a time, so that the probe list stays small
+        // enough to sit in the cache next to the lines being fetched.
+        for (qi, (_, q)) in items.iter().enumerate() {
+            let Ok(qi) = u16::try_from(qi) else { break };
+            probes.clear();
+            self.push_probes(qi, q, &budgets, &mut probes);
+            self.run_probes(
+                &probes, &views, low, lag, cand_lag, level, items, r, &mut cands, &mut done, out,
+            );
         }
-        self.run_probes(&mut st, items, r, out);
-        self.run_cands(&mut st.cands, items, r, out);
+        for &c in cands.get(done..).unwrap_or_default() {
+            self.verify(c, items, r, out);
+        }
     }
 
-    /// Turns a batch of probes into candidates.
+    /// Appends the probes of query hash `qi` (every bucket within each
+    /// slot's budget of the hash's own).
     #[inline(always)]
+    fn push_probes(
+        &self,
+        qi: u16,
+        q: &Words,
+        budgets: &[Option<u32>; SLOTS],
+        probes: &mut Vec<Probe>,
+    ) {
+        let n = self.hashes.len();
+        for (si, ((slot, g), budget)) in self.slots.iter().zip(GEOMS).zip(*budgets).enumerate() {
+            let Some(budget) = budget else { continue };
+            let key = field(q, g);
+            let fbits = filter_bits(slot.dbits, g.width, n);
+            let qd = key >> (g.width - slot.dbits);
+            let qf = key & ((1 << fbits) - 1);
+            let allowed = |k: u32| {
+                let a = budget.saturating_sub(k).min(fbits);
+                if a >= fbits { ALL } else { a as u8 }
+            };
+            let probe = |bucket: u32, allowed: u8| Probe {
+                line: slot.home(bucket),
+                bucket,
+                want: ((bucket & BUCKET_TAG) << fbits) | qf,
+                qi,
+                slot: si as u8,
+                allowed,
+            };
+            // Zero, one and two flips are written out: they are nearly
+            // every probe, and the general enumeration divides.
+            let d = slot.dbits;
+            probes.push(probe(qd, allowed(0)));
+            if budget >= 1 {
+                let a = allowed(1);
+                probes.extend((0..d).map(|i| probe(qd ^ (1 << i), a)));
+            }
+            if budget >= 2 {
+                let a = allowed(2);
+                for i in 1..d {
+                    probes.extend((0..i).map(|j| probe(qd ^ (1 << i) ^ (1 << j), a)));
+                }
+            }
+            for k in 3..=budget.min(d) {
+                let a = allowed(k);
+                probes.extend(Subsets::new(d, k).map(|mask| probe(qd ^ mask, a)));
+            }
+        }
+    }
+
+    /// Runs the pipeline over one query hash's probes.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn run_probes(
         &self,
-        st: &mut Pipeline,
+        probes: &[Probe],
+        views: &[SlotView<'_>],
+        low: u32,
+        lag: usize,
+        cand_lag: usize,
+        level: crate::simd::Level,
         items: &[(Transform, Words)],
         r: u32,
+        cands: &mut Vec<Cand>,
+        done: &mut usize,
         out: &mut Vec<RawHit>,
     ) {
-        for p in &st.probes {
-            if let Some(slot) = self.slots.get(usize::from(p.slot)) {
-                prefetch(&slot.dir, p.bucket as usize);
-                prefetch(&slot.dir, p.bucket as usize + 1);
-            }
-        }
-        st.spans.clear();
-        for p in &st.probes {
-            let span = self
-                .slots
-                .get(usize::from(p.slot))
-                .and_then(|s| {
-                    let b = p.bucket as usize;
-                    Some((*s.dir.get(b)?, *s.dir.get(b + 1)?))
-                })
-                .unwrap_or((0, 0));
-            if let Some(slot) = self.slots.get(usize::from(p.slot)) {
-                let (lo, hi) = (span.0 as usize, span.1 as usize);
-                let mut at = lo;
-                while at < hi {
-                    prefetch(&slot.filt, at);
-                    at += 64;
-                }
-                if hi > lo {
-                    prefetch(&slot.filt, hi - 1);
+        for i in 0..probes.len() + lag {
+            if let Some(p) = probes.get(i) {
+                if let Some(line) = views
+                    .get(usize::from(p.slot))
+                    .and_then(|v| v.line(p.line as usize))
+                {
+                    prefetch(line, 0);
                 }
             }
-            st.spans.push(span);
-        }
-        for (p, &(lo, hi)) in st.probes.iter().zip(&st.spans) {
-            let Some(slot) = self.slots.get(usize::from(p.slot)) else {
-                continue;
-            };
-            let Some(filt) = slot.filt.get(lo as usize..hi as usize) else {
-                continue;
-            };
-            let (qi, si) = (p.qi, p.slot);
-            if p.allowed == ALL {
-                st.cands
-                    .extend((lo..hi).map(|at| Cand { at, qi, slot: si }));
-            } else {
-                crate::simd::filter_matches(st.level, filt, p.qf, p.allowed, |j| {
-                    st.cands.push(Cand {
-                        at: lo + j,
-                        qi,
-                        slot: si,
-                    });
-                });
+            if let Some(p) = i.checked_sub(lag).and_then(|j| probes.get(j)) {
+                if let Some(v) = views.get(usize::from(p.slot)) {
+                    self.scan_bucket(p, v, low, level, cands);
+                }
             }
-            if st.cands.len() >= st.batches.cand {
-                self.run_cands(&mut st.cands, items, r, out);
+            while cands.len() - *done > cand_lag {
+                if let Some(&c) = cands.get(*done) {
+                    self.verify(c, items, r, out);
+                }
+                *done += 1;
+            }
+            if *done >= 4096 {
+                cands.drain(..*done);
+                *done = 0;
             }
         }
-        st.probes.clear();
     }
 
-    /// Verifies a batch of candidates by full distance.
+    /// Appends the postings of one probed bucket that pass its filter as
+    /// candidates, prefetching their hashes. Starts at the home line and
+    /// follows the bucket into later lines when it spills.
     #[inline(always)]
-    fn run_cands(
+    fn scan_bucket(
         &self,
+        p: &Probe,
+        v: &SlotView<'_>,
+        low: u32,
+        level: crate::simd::Level,
         cands: &mut Vec<Cand>,
-        items: &[(Transform, Words)],
-        r: u32,
-        out: &mut Vec<RawHit>,
     ) {
-        for c in cands.iter() {
-            if c.slot == 0 {
-                prefetch(&self.hashes, c.at as usize);
-            } else if let Some(slot) = self.slots.get(usize::from(c.slot)) {
-                prefetch(&slot.pos, c.at as usize);
+        let b = p.bucket;
+        let qi = u32::from(p.qi);
+        let mut l = p.line as usize;
+        while let Some(line) = v.line(l) {
+            let (first, count) = unpack_header(line[0]);
+            if count == 0 || first > b {
+                break;
             }
-        }
-        for c in cands.iter_mut() {
-            if c.slot != 0 {
-                c.at = self
-                    .slots
-                    .get(usize::from(c.slot))
-                    .and_then(|s| s.pos.get(c.at as usize))
-                    .copied()
-                    .unwrap_or(u32::MAX);
-                prefetch(&self.hashes, c.at as usize);
-            }
-        }
-        for c in cands.iter() {
-            let (Some(h), Some((t, q))) =
-                (self.hashes.get(c.at as usize), items.get(c.qi as usize))
-            else {
-                continue;
-            };
-            let d = distance(h, q);
-            if d <= r {
-                out.push(RawHit {
-                    pos: c.at,
-                    dist: d as u16,
-                    t: t.index() as u8,
+            let rel = b - first;
+            let count = count.min(LINE_POSTS);
+            if rel <= BUCKET_TAG {
+                let filter = crate::simd::LineFilter {
+                    want: p.want,
+                    tag_mask: v.tag_mask,
+                    fmask: v.fmask,
+                    allowed: p.allowed,
+                };
+                crate::simd::line_matches(level, line, count, filter, |x| {
+                    let pos = x >> low;
+                    prefetch(&self.hashes, pos as usize);
+                    cands.push(Cand { pos, qi });
                 });
             }
+            // The bucket may go on in the next line only if this line is
+            // full up to a posting of a bucket not after it, or if this
+            // line ended before reaching it.
+            let last = line[count as usize];
+            let last_tag = (last >> v.fbits) & BUCKET_TAG;
+            let last_bucket = first + (last_tag.wrapping_sub(first) & BUCKET_TAG);
+            if last_bucket > b || (count < LINE_POSTS && rel <= BUCKET_TAG) {
+                break;
+            }
+            l += 1;
         }
-        cands.clear();
+    }
+
+    /// Checks one candidate by full distance.
+    #[inline(always)]
+    fn verify(&self, c: Cand, items: &[(Transform, Words)], r: u32, out: &mut Vec<RawHit>) {
+        let (Some(h), Some((t, q))) = (self.hashes.get(c.pos as usize), items.get(c.qi as usize))
+        else {
+            return;
+        };
+        let d = distance(h, q);
+        if d <= r {
+            out.push(RawHit {
+                pos: c.pos,
+                dist: d as u16,
+                t: t.index() as u8,
+            });
+        }
     }
 
     /// Checks the invariants the search relies on; used after loading.
@@ -612,71 +804,115 @@ impl MihIndex {
         if ids_len != n {
             return Err(format!("{ids_len} ids for {n} hashes"));
         }
+        if n > MAX_SEGMENT {
+            return Err(format!("{n} entries, more than a segment holds"));
+        }
         if self.slots.len() != SLOTS {
             return Err(format!("{} slots, expected {SLOTS}", self.slots.len()));
         }
+        let low = low_bits(n);
         for (s, (slot, g)) in self.slots.iter().zip(GEOMS).enumerate() {
             if slot.dbits == 0 || slot.dbits >= g.width {
-                return Err(format!("slot {s} has {} directory bits", slot.dbits));
+                return Err(format!("slot {s} has {} bucket bits", slot.dbits));
             }
-            if slot.dir.len() != (1usize << slot.dbits) + 1 {
-                return Err(format!("slot {s} directory has the wrong length"));
+            if slot.home_lines == 0 || slot.home_lines as usize > slot.lines.len() {
+                return Err(format!("slot {s} has {} home lines", slot.home_lines));
             }
-            if slot.dir.first() != Some(&0)
-                || slot.dir.last().map(|&x| x as usize) != Some(n)
-                || slot.dir.windows(2).any(|w| w[0] > w[1])
-            {
-                return Err(format!("slot {s} directory is not monotonic from 0 to {n}"));
+            let mut total = 0usize;
+            for line in slot.lines.words().chunks_exact(LINE_WORDS) {
+                let (first, count) = unpack_header(line[0]);
+                if count > LINE_POSTS || first >> slot.dbits != 0 {
+                    return Err(format!("slot {s} has a malformed line header"));
+                }
+                total += count as usize;
+                if line[1..=count as usize]
+                    .iter()
+                    .any(|&p| (p >> low) as usize >= n)
+                {
+                    return Err(format!("slot {s} has a position out of range"));
+                }
             }
-            if slot.filt.len() != n {
-                return Err(format!("slot {s} filter has the wrong length"));
-            }
-            let pos_len = if s == 0 { 0 } else { n };
-            if slot.pos.len() != pos_len || slot.pos.iter().any(|&p| p as usize >= n) {
-                return Err(format!("slot {s} positions are out of range"));
+            if total != n {
+                return Err(format!("slot {s} holds {total} postings for {n} hashes"));
             }
         }
         Ok(())
     }
 }
 
+/// Builds one slot's lines: buckets in key order, each starting at its
+/// home line or right after the postings before it.
 fn build_slot(hashes: &[Words], slot: usize) -> SlotTable {
     let g = GEOMS[slot];
     let n = hashes.len();
-    let dbits = dir_bits(n, g.width);
+    let dbits = bucket_bits(n, g.width);
     let shift = g.width - dbits;
-    let fmask = filter_mask(filter_bits(dbits, g.width));
-    let mut dir = vec![0u32; (1usize << dbits) + 1];
+    let fbits = filter_bits(dbits, g.width, n);
+    let low = low_bits(n);
+    let fmask = (1u32 << fbits) - 1;
+    // Counting sort of positions by bucket.
+    let mut start = vec![0u32; (1usize << dbits) + 1];
     for h in hashes {
-        dir[(field(h, g) >> shift) as usize + 1] += 1;
+        start[(field(h, g) >> shift) as usize + 1] += 1;
     }
-    for i in 1..dir.len() {
-        dir[i] += dir[i - 1];
+    for i in 1..start.len() {
+        start[i] += start[i - 1];
     }
-    let mut filt: Vec<u8> = crate::mem::zeroed(n);
-    let mut pos = Vec::new();
-    if slot == 0 {
-        // Hashes are sorted by this slot, so buckets are already contiguous.
-        for (f, h) in filt.iter_mut().zip(hashes) {
-            *f = (field(h, g) as u8) & fmask;
-        }
-    } else {
-        pos = crate::mem::zeroed(n);
-        let mut cursor = dir.clone();
-        for (i, h) in hashes.iter().enumerate() {
-            let key = field(h, g);
-            let c = &mut cursor[(key >> shift) as usize];
-            pos[*c as usize] = i as u32;
-            filt[*c as usize] = (key as u8) & fmask;
-            *c += 1;
-        }
+    let mut order: Vec<u32> = crate::mem::zeroed(n);
+    let mut cursor = start.clone();
+    for (i, h) in hashes.iter().enumerate() {
+        let c = &mut cursor[(field(h, g) >> shift) as usize];
+        order[*c as usize] = i as u32;
+        *c += 1;
     }
-    SlotTable {
+    drop(cursor);
+
+    let home_lines = n.div_ceil(LINE_LOAD).max(1) as u32;
+    let mut table = SlotTable {
         dbits,
-        dir,
-        filt,
-        pos,
+        home_lines,
+        lines: Lines::default(),
+    };
+    // Lines past the home lines hold only what spills off the end.
+    let mut lines: Vec<[u32; LINE_WORDS]> = Vec::with_capacity(home_lines as usize + 64);
+    let mut cur = 0usize;
+    let mut fill = 0u32;
+    let mut first = 0u32;
+    for b in 0..(1u32 << dbits) {
+        let (lo, hi) = (start[b as usize] as usize, start[b as usize + 1] as usize);
+        if lo == hi {
+            continue;
+        }
+        let home = table.home(b) as usize;
+        if home > cur {
+            cur = home;
+            fill = 0;
+        }
+        for &pos in &order[lo..hi] {
+            if fill == LINE_POSTS || (fill > 0 && b - first > BUCKET_TAG) {
+                cur += 1;
+                fill = 0;
+            }
+            if fill == 0 {
+                first = b;
+            }
+            if lines.len() <= cur {
+                lines.resize(cur + 1, [0; LINE_WORDS]);
+            }
+            let key = field(&hashes[pos as usize], g);
+            let line = &mut lines[cur];
+            line[1 + fill as usize] = (pos << low) | ((b & BUCKET_TAG) << fbits) | (key & fmask);
+            fill += 1;
+            line[0] = header(first, fill);
+        }
     }
+    let total = lines.len().max(home_lines as usize);
+    let mut out = Lines::zeroed(total);
+    for (dst, src) in out.words_mut().chunks_exact_mut(LINE_WORDS).zip(&lines) {
+        dst.copy_from_slice(src);
+    }
+    table.lines = out;
+    table
 }
 
 /// Sum of binomial coefficients C(n, 0..=k).
@@ -780,13 +1016,7 @@ mod tests {
     /// query hashes near those neighbours.
     fn planted(n: usize, seed: u64) -> (Vec<Words>, Vec<Words>) {
         let mut x = seed;
-        let mut next = move || {
-            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        };
+        let mut next = move || crate::splitmix64(&mut x);
         let mut hashes: Vec<Words> = (0..n).map(|_| [next(), next(), next(), next()]).collect();
         let mut queries = Vec::new();
         for i in 0..24 {
@@ -882,30 +1112,117 @@ mod tests {
 
     #[test]
     fn budgets_cover_the_radius() {
+        let (hashes, _) = planted(50_000, 3);
+        let ids = (0..hashes.len() as u64).collect();
+        let mih = MihIndex::from_words(hashes, ids).unwrap();
         for r in 0..=256 {
-            let b = budgets(r);
-            let sum: u32 = b.iter().map(|q| q.map_or(0, |q| q + 1)).sum();
-            assert_eq!(sum, r + 1, "r = {r}");
+            for b in [pigeonhole_budgets(r), mih.budgets(r)] {
+                let sum: u32 = b.iter().map(|q| q.map_or(0, |q| q + 1)).sum();
+                assert!(sum > r, "r = {r}: {b:?}");
+            }
         }
-        assert_eq!(
-            budgets(31)[..],
-            [Some(2); 10]
-                .iter()
-                .copied()
-                .chain([Some(1)])
-                .collect::<Vec<_>>()[..]
-        );
-        assert_eq!(budgets(0).iter().flatten().count(), 1);
+        // At the default radius the narrow last slot takes one flip.
+        let b = mih.budgets(31);
+        assert_eq!(b[SLOTS - 1], Some(1), "{b:?}");
+        assert_eq!(pigeonhole_budgets(0).iter().flatten().count(), 1);
     }
 
     #[test]
-    fn directory_grows_with_size() {
-        assert_eq!(dir_bits(0, 23), 1);
-        assert_eq!(dir_bits(1 << 20, 23), 15);
-        assert_eq!(dir_bits(10_000_000, 24), 18);
-        assert_eq!(dir_bits(10_000_000, 23), 18);
-        assert_eq!(dir_bits(usize::MAX, 23), 22);
-        assert_eq!(filter_bits(18, 23), 5);
-        assert_eq!(filter_bits(14, 24), 8);
+    fn bucket_bits_follow_size() {
+        assert_eq!(bucket_bits(0, 23), 1);
+        assert_eq!(bucket_bits(10_000_000, 24), 20);
+        assert_eq!(bucket_bits(1_000_000, 24), 17);
+        assert_eq!(bucket_bits(10_000_000, 20), 19);
+        assert_eq!(bucket_bits(usize::MAX, 23), 22);
+        assert_eq!(filter_bits(20, 24, 10_000_000), 4);
+        assert_eq!(filter_bits(17, 24, 1_000_000), 7);
+        assert_eq!(filter_bits(10, 24, 10_000), 8);
+    }
+
+    /// Lines hold every posting once, buckets in order, each bucket
+    /// starting no earlier than its home line and never spanning more
+    /// buckets than the tag tells apart.
+    #[test]
+    fn lines_keep_the_layout_invariants() {
+        for n in [3000, 40_000, 200_000] {
+            let (hashes, _) = planted(n, 11);
+            let ids = (0..hashes.len() as u64).collect();
+            let mih = MihIndex::from_words(hashes, ids).unwrap();
+            mih.check().unwrap();
+            for slot in &mih.slots {
+                let mut last_bucket = 0;
+                for (l, line) in slot.lines.words().chunks_exact(LINE_WORDS).enumerate() {
+                    let (first, count) = unpack_header(line[0]);
+                    if count == 0 {
+                        continue;
+                    }
+                    assert!(first >= last_bucket);
+                    assert!(slot.home(first) as usize <= l);
+                    last_bucket = first;
+                }
+            }
+        }
+    }
+
+    fn probe_equals_scan(mih: &MihIndex, queries: &[Words], radii: &[u32]) -> usize {
+        let mut total = 0;
+        for q in queries {
+            let query = Query::new(PdqHash::from_words(*q));
+            for &r in radii {
+                let mut want = Vec::new();
+                scan(&mih.hashes, &query, r, &mut want);
+                want.sort_unstable();
+                total += want.len();
+                let got = probe_with(mih, &[(Transform::Orig, *q)], r, Batches::DEFAULT);
+                assert_eq!(got, want, "n = {}, r = {r}", mih.hashes.len());
+            }
+        }
+        total
+    }
+
+    /// Segments of one or a few entries still probe correctly (positions
+    /// and tags share a word differently at every size).
+    #[test]
+    fn tiny_segments_probe_like_a_scan() {
+        for n in [1, 2, 3, 17, 100, 2047, 2049] {
+            let (hashes, queries) = planted(n, n as u64);
+            let ids = (0..hashes.len() as u64).collect();
+            let mih = MihIndex::from_words(hashes.clone(), ids).unwrap();
+            mih.check().unwrap();
+            let mut qs = queries;
+            qs.extend(hashes.iter().take(5));
+            probe_equals_scan(&mih, &qs, &[0, 5, 31, 40]);
+        }
+    }
+
+    /// Skewed sets: thousands of copies of one hash (a bucket spanning
+    /// hundreds of lines) and keys spread so thinly that lines break on
+    /// the bucket-tag span.
+    #[test]
+    fn skewed_sets_probe_like_a_scan() {
+        let (mut hashes, queries) = planted(6000, 21);
+        let dup = hashes[0];
+        hashes.extend(std::iter::repeat_n(dup, 5000));
+        let ids = (0..hashes.len() as u64).collect();
+        let mih = MihIndex::from_words(hashes, ids).unwrap();
+        mih.check().unwrap();
+        assert!(probe_equals_scan(&mih, &queries, &[0, 12, 31]) > 5000);
+
+        // Every hash differs from the last in the top bits of every slot
+        // only, by a large stride: buckets are far apart.
+        let sparse: Vec<Words> = (0..4000u64)
+            .map(|i| {
+                let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                [x, x.rotate_left(17), x.rotate_left(31), x.rotate_left(47)]
+            })
+            .collect();
+        let ids = (0..sparse.len() as u64).collect();
+        let mih = MihIndex::from_words(sparse.clone(), ids).unwrap();
+        mih.check().unwrap();
+        let mut qs: Vec<Words> = sparse.iter().step_by(97).copied().collect();
+        for q in qs.iter_mut() {
+            q[1] ^= 0b1011;
+        }
+        assert!(probe_equals_scan(&mih, &qs, &[3, 31]) > 0);
     }
 }

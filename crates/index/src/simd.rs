@@ -50,93 +50,106 @@ pub(crate) fn prefetch<T>(slice: &[T], i: usize) {
     let _ = (slice, i);
 }
 
-/// Bit counts of every byte value.
-const POP8: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = (i as u32).count_ones() as u8;
-        i += 1;
-    }
-    t
-};
+/// Which postings of a line match a probe.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineFilter {
+    /// The low posting bits of a match: bucket tag, then filter bits.
+    pub(crate) want: u32,
+    /// The bucket tag bits, which must equal `want`'s.
+    pub(crate) tag_mask: u32,
+    /// The filter bits (within the low byte), which may differ from
+    /// `want`'s in at most `allowed` places.
+    pub(crate) fmask: u32,
+    /// Filter bits allowed to differ; `u8::MAX` accepts any.
+    pub(crate) allowed: u8,
+}
 
-/// Calls `f(j)` for every `j` with `filt[j]` at most `allowed` bits from
-/// `qf`, in increasing order. Filter bytes and `qf` hold only filter bits,
-/// and `allowed` is below the number of filter bits (at most 7).
+/// Calls `f(post)` for each posting `line[1..=count]` that passes
+/// `filter`, in order.
 #[inline(always)]
-pub(crate) fn filter_matches(level: Level, filt: &[u8], qf: u8, allowed: u8, f: impl FnMut(u32)) {
+pub(crate) fn line_matches(
+    level: Level,
+    line: &[u32; 16],
+    count: u32,
+    filter: LineFilter,
+    f: impl FnMut(u32),
+) {
     #[cfg(target_arch = "x86_64")]
     if level == Level::Avx2 {
         #[allow(unsafe_code)]
-        // SAFETY: `filter_matches_avx2` only requires AVX2, and `level` is
-        // `Avx2` only when `level()` detected it on this CPU.
+        // SAFETY: `line_matches_avx2` only requires AVX2 and POPCNT, and
+        // `level` is `Avx2` only when `level()` detected both on this CPU.
         unsafe {
-            filter_matches_avx2(filt, qf, allowed, f)
+            line_matches_avx2(line, count, filter, f)
         };
         return;
     }
     let _ = level;
-    filter_matches_plain(filt, qf, allowed, f);
+    line_matches_plain(line, count, filter, f);
 }
 
 #[inline(always)]
-fn filter_matches_plain(filt: &[u8], qf: u8, allowed: u8, mut f: impl FnMut(u32)) {
-    for (j, &b) in filt.iter().enumerate() {
-        if POP8[usize::from(b ^ qf)] <= allowed {
-            f(j as u32);
+fn line_matches_plain(line: &[u32; 16], count: u32, filter: LineFilter, mut f: impl FnMut(u32)) {
+    let posts = line.get(1..=count.min(15) as usize).unwrap_or_default();
+    for &p in posts {
+        let x = p ^ filter.want;
+        let near = filter.allowed == u8::MAX
+            || (x & filter.fmask).count_ones() <= u32::from(filter.allowed);
+        if x & filter.tag_mask == 0 && near {
+            f(p);
         }
     }
 }
 
-/// The AVX2 filter scan: 32 filter bytes per step, popcounts by nibble
-/// table lookup, one bit mask of matches per step.
+/// The AVX2 line scan: the whole line in two registers. The masked filter
+/// bits sit in each lane's low byte with the other bytes zero, so a nibble
+/// table lookup per byte gives each lane's popcount directly.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn filter_matches_avx2(filt: &[u8], qf: u8, allowed: u8, mut f: impl FnMut(u32)) {
+#[target_feature(enable = "avx2,popcnt")]
+fn line_matches_avx2(line: &[u32; 16], count: u32, filter: LineFilter, mut f: impl FnMut(u32)) {
     use std::arch::x86_64::{
-        __m256i, _mm256_add_epi8, _mm256_and_si256, _mm256_cmpgt_epi8, _mm256_movemask_epi8,
-        _mm256_set1_epi8, _mm256_setr_epi8, _mm256_shuffle_epi8, _mm256_srli_epi16,
+        __m256i, _mm256_add_epi8, _mm256_and_si256, _mm256_castsi256_ps, _mm256_cmpeq_epi32,
+        _mm256_cmpgt_epi32, _mm256_movemask_ps, _mm256_set1_epi8, _mm256_set1_epi32,
+        _mm256_setr_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8, _mm256_srli_epi32,
         _mm256_xor_si256,
     };
-    let q = _mm256_set1_epi8(qf as i8);
-    let lim = _mm256_set1_epi8(allowed as i8);
+    let LineFilter {
+        want,
+        tag_mask,
+        fmask,
+        allowed,
+    } = filter;
+    let w = _mm256_set1_epi32(want as i32);
+    let tm = _mm256_set1_epi32(tag_mask as i32);
+    let fm = _mm256_set1_epi32(fmask as i32);
+    let lim = _mm256_set1_epi32(i32::from(allowed) + 1);
     let low = _mm256_set1_epi8(0x0f);
     let nib = _mm256_setr_epi8(
         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3,
         3, 4,
     );
-    let step = |chunk: [u8; 32]| -> u32 {
-        let v: __m256i = bytemuck::cast(chunk);
-        let x = _mm256_xor_si256(v, q);
-        let lo = _mm256_shuffle_epi8(nib, _mm256_and_si256(x, low));
-        let hi = _mm256_shuffle_epi8(nib, _mm256_and_si256(_mm256_srli_epi16::<4>(x), low));
-        let far = _mm256_cmpgt_epi8(_mm256_add_epi8(lo, hi), lim);
-        !(_mm256_movemask_epi8(far) as u32)
+    let half = |words: [u32; 8]| -> u32 {
+        let v: __m256i = bytemuck::cast(words);
+        let x = _mm256_xor_si256(v, w);
+        let mut ok = _mm256_cmpeq_epi32(_mm256_and_si256(x, tm), _mm256_setzero_si256());
+        if allowed != u8::MAX {
+            let fx = _mm256_and_si256(x, fm);
+            let lo = _mm256_shuffle_epi8(nib, _mm256_and_si256(fx, low));
+            let hi = _mm256_shuffle_epi8(nib, _mm256_and_si256(_mm256_srli_epi32::<4>(fx), low));
+            let near = _mm256_cmpgt_epi32(lim, _mm256_add_epi8(lo, hi));
+            ok = _mm256_and_si256(ok, near);
+        }
+        _mm256_movemask_ps(_mm256_castsi256_ps(ok)) as u32
     };
-    let mut base = 0u32;
-    let mut chunks = filt.chunks_exact(32);
-    for c in &mut chunks {
-        let Ok(chunk) = <[u8; 32]>::try_from(c) else {
-            break;
-        };
-        let mut m = step(chunk);
-        while m != 0 {
-            f(base + m.trailing_zeros());
-            m &= m - 1;
-        }
-        base += 32;
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        // Padding with the complement of `qf` makes every padding byte
-        // differ in all eight bits, more than `allowed`.
-        let mut chunk = [!qf; 32];
-        chunk[..rest.len()].copy_from_slice(rest);
-        let mut m = step(chunk);
-        while m != 0 {
-            f(base + m.trailing_zeros());
-            m &= m - 1;
-        }
+    let (a, b) = line.split_at(8);
+    let (Ok(a), Ok(b)) = (<[u32; 8]>::try_from(a), <[u32; 8]>::try_from(b)) else {
+        return;
+    };
+    // Lanes 1..=count hold postings; lane 0 is the header.
+    let valid = ((1u32 << (count.min(15) + 1)) - 1) & !1;
+    let mut bits = (half(a) | (half(b) << 8)) & valid;
+    while bits != 0 {
+        f(line[bits.trailing_zeros() as usize]);
+        bits &= bits - 1;
     }
 }
