@@ -481,6 +481,34 @@ async fn accept_loop(
     }
 }
 
+/// The destination a connection had before a NAT redirect rewrote it
+/// (`SO_ORIGINAL_DST`), so that a listener on a high port behind
+/// `redirect to :8080` still records the port the bot dialled. `None` when
+/// the connection was not translated or the kernel does not say.
+#[cfg(target_os = "linux")]
+fn original_dst(stream: &TcpStream) -> Option<SocketAddr> {
+    let local = stream.local_addr().ok()?;
+    let sock = SockRef::from(stream);
+    let addr = match local {
+        SocketAddr::V4(_) => sock.original_dst_v4(),
+        SocketAddr::V6(_) => sock.original_dst_v6(),
+    };
+    let addr = addr.ok()?.as_socket()?;
+    // A v4 client on a dual-stack socket is reported in mapped form.
+    Some(match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn original_dst(_stream: &TcpStream) -> Option<SocketAddr> {
+    None
+}
+
 /// What a connection's handler needs to know about its listener.
 struct Listener<'a> {
     local: SocketAddr,
@@ -497,9 +525,12 @@ async fn serve(
     responder: &Responder,
 ) {
     let _ = stream.set_nodelay(true);
-    // The address the client actually reached (which differs from `local`
-    // for a wildcard bind).
-    let dst = stream.local_addr().unwrap_or(listener.local);
+    // The address the client actually dialled: before a firewall redirect
+    // if there was one, else the local address (which differs from
+    // `local` for a wildcard bind).
+    let dst = original_dst(&stream)
+        .or_else(|| stream.local_addr().ok())
+        .unwrap_or(listener.local);
     let http = listener.kind == ListenerKind::Http;
     let opening = match listener.proxy {
         Some(policy) if policy.trusts(peer.ip()) => {

@@ -895,3 +895,74 @@ mod props {
         }
     }
 }
+
+/// Behind a firewall redirect the event records the port the client
+/// dialled (`SO_ORIGINAL_DST`), not the listener's. Changing the firewall
+/// needs root and nftables, so this runs when `TAKEDOWN_TEST_NFT=1` (CI
+/// sets it) and otherwise says so and passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirected_connections_record_the_dialled_port() {
+    if std::env::var("TAKEDOWN_TEST_NFT").as_deref() != Ok("1") {
+        eprintln!(
+            "skipped: set TAKEDOWN_TEST_NFT=1 (as root, with nft installed) to test redirects"
+        );
+        return;
+    }
+    let (sh, mut rx) = start("");
+    let listener = sh.addr(ListenerKind::Http).unwrap();
+    // A port nothing listens on, which the redirect sends to the sinkhole.
+    let dialled = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Table(String);
+    impl Drop for Table {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("nft")
+                .args(["delete", "table", "ip", &self.0])
+                .status();
+        }
+    }
+    let table = Table(format!("takedown_it_{}", std::process::id()));
+    let nft = |args: &[&str]| {
+        let status = std::process::Command::new("nft")
+            .args(args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "nft {args:?} failed");
+    };
+    nft(&["add", "table", "ip", &table.0]);
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        &table.0,
+        "out",
+        "{ type nat hook output priority -100; }",
+    ]);
+    let rule = format!(
+        "ip daddr 127.0.0.1 tcp dport {dialled} redirect to :{}",
+        listener.port()
+    );
+    let mut args = vec!["add", "rule", "ip", &table.0, "out"];
+    args.extend(rule.split(' '));
+    nft(&args);
+
+    let reply = exchange(
+        SocketAddr::from(([127, 0, 0, 1], dialled)),
+        b"GET /redirected HTTP/1.1\r\nHost: c2.example-botnet.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(reply.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    let ev = next_event(&mut rx).await;
+    assert_eq!(ev.http_url.as_deref(), Some("/redirected"));
+    assert_eq!(
+        ev.dst_port,
+        dialled,
+        "the dialled port, not {}",
+        listener.port()
+    );
+    drop(table);
+    sh.shutdown().await;
+}
