@@ -850,22 +850,27 @@ fn build_slot(hashes: &[Words], slot: usize) -> SlotTable {
     let fbits = filter_bits(dbits, g.width, n);
     let low = low_bits(n);
     let fmask = (1u32 << fbits) - 1;
-    // Counting sort of positions by bucket.
+    // Counting sort of (key, position) by bucket. The key travels with the
+    // position so that laying out the lines reads no hash again: random
+    // reads of ten million hashes would cost more than the rest of the
+    // build.
+    let keys: Vec<u32> = hashes.iter().map(|h| field(h, g)).collect();
     let mut start = vec![0u32; (1usize << dbits) + 1];
-    for h in hashes {
-        start[(field(h, g) >> shift) as usize + 1] += 1;
+    for &k in &keys {
+        start[(k >> shift) as usize + 1] += 1;
     }
     for i in 1..start.len() {
         start[i] += start[i - 1];
     }
-    let mut order: Vec<u32> = crate::mem::zeroed(n);
+    let mut order: Vec<u64> = crate::mem::zeroed(n);
     let mut cursor = start.clone();
-    for (i, h) in hashes.iter().enumerate() {
-        let c = &mut cursor[(field(h, g) >> shift) as usize];
-        order[*c as usize] = i as u32;
+    for (i, &k) in keys.iter().enumerate() {
+        let c = &mut cursor[(k >> shift) as usize];
+        order[*c as usize] = (u64::from(k) << 32) | i as u64;
         *c += 1;
     }
     drop(cursor);
+    drop(keys);
 
     let home_lines = n.div_ceil(LINE_LOAD).max(1) as u32;
     let mut table = SlotTable {
@@ -888,7 +893,8 @@ fn build_slot(hashes: &[Words], slot: usize) -> SlotTable {
             cur = home;
             fill = 0;
         }
-        for &pos in &order[lo..hi] {
+        for &entry in &order[lo..hi] {
+            let (key, pos) = ((entry >> 32) as u32, entry as u32);
             if fill == LINE_POSTS || (fill > 0 && b - first > BUCKET_TAG) {
                 cur += 1;
                 fill = 0;
@@ -899,7 +905,6 @@ fn build_slot(hashes: &[Words], slot: usize) -> SlotTable {
             if lines.len() <= cur {
                 lines.resize(cur + 1, [0; LINE_WORDS]);
             }
-            let key = field(&hashes[pos as usize], g);
             let line = &mut lines[cur];
             line[1 + fill as usize] = (pos << low) | ((b & BUCKET_TAG) << fbits) | (key & fmask);
             fill += 1;
