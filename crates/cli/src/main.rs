@@ -71,6 +71,8 @@ enum Command {
     Sinkhole(cmd::sinkhole::Args),
     /// Import sinkhole logs (Shadowserver CSV reports, takedown JSON lines) into the store.
     Import(cmd::import::Args),
+    /// Consume the NATS JetStream event stream that sinkholes publish into the store.
+    Ingest(cmd::ingest::Args),
     /// Export infected-host records as a partner feed (CSV, JSON lines, IntelMQ).
     Export(cmd::export::Args),
     /// Manage hash banks: create, list, set, import, export, delete.
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Hash(args) => cmd::hash::run(args, &cli.global),
         Command::Sinkhole(args) => cmd::sinkhole::run(args, &cli.global),
         Command::Import(args) => cmd::import::run(args, &cli.global),
+        Command::Ingest(args) => cmd::ingest::run(args, &cli.global),
         Command::Export(args) => cmd::export::run(args, &cli.global),
         Command::Bank(args) => cmd::bank::run(args, &cli.global),
         Command::Match(args) => cmd::match_::run(args, &cli.global),

@@ -10,3 +10,5 @@ mod durability;
 mod hash;
 #[path = "cli/import_export.rs"]
 mod import_export;
+#[path = "cli/stream.rs"]
+mod stream;

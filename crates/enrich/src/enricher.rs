@@ -3,12 +3,14 @@
 
 use std::io::Read;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ipnet::IpNet;
 use takedown_event::{Asn, CountryCode, Network};
 use tracing::{debug, info, warn};
 
+use crate::cache::{self, CacheUse};
 use crate::csvfmt::{self, CsvKind, Sinks};
 use crate::mmdb::Mmdb;
 use crate::{Error, NameId, Names, PrefixTable, PrefixTableBuilder};
@@ -187,21 +189,17 @@ impl EnricherBuilder {
     /// Adds every `.mmdb` and `.csv` file directly in `dir`, in file-name
     /// order. Returns the number of files loaded.
     pub fn add_dir(&mut self, dir: &Path) -> Result<usize, Error> {
-        let io = |source| Error::Io {
+        let files = cache::source_files(dir).map_err(|source| Error::Io {
             path: dir.display().to_string(),
             source,
-        };
-        let mut paths = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            if path.is_file() {
-                paths.push(path);
-            }
-        }
-        paths.sort();
+        })?;
+        self.add_files(&files)
+    }
+
+    fn add_files(&mut self, files: &[PathBuf]) -> Result<usize, Error> {
         let mut loaded = 0;
-        for p in paths {
-            if self.add_file(&p)?.is_some() {
+        for p in files {
+            if self.add_file(p)?.is_some() {
                 loaded += 1;
             }
         }
@@ -231,6 +229,7 @@ impl EnricherBuilder {
             country: (!self.country.is_empty()).then(|| self.country.build()),
             names,
             sources: self.sources,
+            cache: CacheUse::NotUsed,
         }
     }
 }
@@ -291,13 +290,28 @@ impl Eq for Enrichment<'_> {}
 
 /// Maps addresses to prefix, AS and country. Immutable and `Sync`: share
 /// one behind an `Arc` across threads.
+///
+/// Two enrichers are equal when they hold the same tables, names and
+/// sources, however they were obtained.
 #[derive(Debug, Clone)]
 pub struct Enricher {
     asn: Option<PrefixTable<AsValue>>,
     country: Option<PrefixTable<CountryCode>>,
     names: Names,
     sources: Vec<Source>,
+    cache: CacheUse,
 }
+
+impl PartialEq for Enricher {
+    fn eq(&self, other: &Self) -> bool {
+        self.asn == other.asn
+            && self.country == other.country
+            && self.names == other.names
+            && self.sources == other.sources
+    }
+}
+
+impl Eq for Enricher {}
 
 impl Default for Enricher {
     fn default() -> Self {
@@ -306,9 +320,9 @@ impl Default for Enricher {
 }
 
 impl Enricher {
-    /// Loads every `.mmdb` and `.csv` file in `<data_dir>/enrich/`. A missing
-    /// directory yields an enricher that knows no address (and logs how to
-    /// fetch data).
+    /// Loads every `.mmdb` and `.csv` file in `<data_dir>/enrich/`, through
+    /// the table cache (see [`Enricher::from_dir`]). A missing directory
+    /// yields an enricher that knows no address (and logs how to fetch data).
     pub fn from_data_dir(data_dir: &Path) -> Result<Self, Error> {
         let dir = data_dir.join(ENRICH_SUBDIR);
         if !dir.is_dir() {
@@ -318,12 +332,92 @@ impl Enricher {
             );
             return Ok(Self::default());
         }
-        let mut b = EnricherBuilder::new();
-        let n = b.add_dir(&dir)?;
-        if n == 0 {
+        Self::from_dir(&dir, true)
+    }
+
+    /// Loads every `.mmdb` and `.csv` file directly in `dir`, in file-name
+    /// order.
+    ///
+    /// With `use_cache`, the built tables are read from the cache file
+    /// [`CACHE_FILE`](crate::CACHE_FILE) in `dir` when it was written for
+    /// exactly the files now present (same names, sizes and times) and is
+    /// intact; otherwise they are built from the files and the cache is
+    /// (re)written for the next load. A directory that cannot be written
+    /// just goes without the cache. [`Enricher::cache_use`] tells which
+    /// happened.
+    pub fn from_dir(dir: &Path, use_cache: bool) -> Result<Self, Error> {
+        let io = |source| Error::Io {
+            path: dir.display().to_string(),
+            source,
+        };
+        let started = Instant::now();
+        let files = cache::source_files(dir).map_err(io)?;
+        if files.is_empty() {
             warn!(dir = %dir.display(), "Enrichment directory holds no .mmdb or .csv file.");
+            return Ok(Self::default());
         }
-        Ok(b.build())
+        if !use_cache {
+            let mut b = EnricherBuilder::new();
+            b.add_files(&files)?;
+            return Ok(b.build());
+        }
+        // The stamp is taken before the files are read: a file changed
+        // during the build then no longer matches the saved stamp, and the
+        // next load rebuilds.
+        let stamp = cache::stamp(&files).map_err(io)?;
+        let cache_path = dir.join(cache::CACHE_FILE);
+        let miss = match cache::load(&cache_path, &stamp) {
+            Ok(t) => {
+                info!(
+                    cache = %cache_path.display(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "Enrichment tables read from the cache."
+                );
+                return Ok(Enricher {
+                    asn: t.asn,
+                    country: t.country,
+                    names: t.names,
+                    sources: t.sources,
+                    cache: CacheUse::Hit,
+                });
+            }
+            Err(miss) => miss,
+        };
+        let mut b = EnricherBuilder::new();
+        b.add_files(&files)?;
+        let mut enricher = b.build();
+        let bytes = cache::encode(
+            &stamp,
+            enricher.asn.as_ref(),
+            enricher.country.as_ref(),
+            &enricher.names,
+            &enricher.sources,
+        );
+        let saved = match cache::save(dir, &bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                info!(
+                    dir = %dir.display(),
+                    error = %e,
+                    "Cannot write the enrichment table cache; each start will parse the source files."
+                );
+                false
+            }
+        };
+        info!(
+            ?miss,
+            saved,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Enrichment tables built from the source files."
+        );
+        enricher.cache = CacheUse::Rebuilt { miss, saved };
+        Ok(enricher)
+    }
+
+    /// How the tables were obtained: built, read from the cache, or rebuilt
+    /// because the cache could not be used.
+    pub fn cache_use(&self) -> CacheUse {
+        self.cache
     }
 
     /// Looks up `ip` without allocating. IPv4-mapped IPv6 addresses are

@@ -7,6 +7,11 @@
 //! all flattened into a [`PrefixTable`]: an exact longest-prefix table where
 //! the most specific range wins.
 //!
+//! Loading from a directory ([`Enricher::from_dir`]) keeps the built tables
+//! in a binary cache file next to the sources ([`CACHE_FILE`]), so later
+//! starts read them back in tens of milliseconds instead of parsing the
+//! sources again; [`Enricher::cache_use`] tells how a load went.
+//!
 //! The hot path, [`Enricher::enrich`], returns a small `Copy` value
 //! ([`Enrichment`]) that borrows the AS name from the table; [`Enricher::lookup`]
 //! builds the owned [`takedown_event::Network`].
@@ -33,12 +38,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod cache;
 mod csvfmt;
 mod enricher;
 pub mod mmdb;
 mod names;
 mod table;
 
+pub use cache::{CACHE_FILE, CacheMiss, CacheUse, fuzz as fuzz_cache};
 pub use csvfmt::CsvKind;
 pub use enricher::{
     AsValue, ENRICH_SUBDIR, Enricher, EnricherBuilder, Enrichment, Source, SourceKind,

@@ -18,6 +18,16 @@ pub struct NameId {
 impl NameId {
     /// The id meaning "no name".
     pub const NONE: NameId = NameId { off: 0, len: 0 };
+
+    /// The span as (offset, length), for the table cache.
+    pub(crate) fn raw(self) -> (u32, u32) {
+        (self.off, self.len)
+    }
+
+    /// The span read back from the table cache.
+    pub(crate) fn from_raw(off: u32, len: u32) -> Self {
+        NameId { off, len }
+    }
 }
 
 /// A table of distinct names, addressed by [`NameId`].
@@ -83,7 +93,31 @@ impl Names {
         self.ids = HashMap::new();
         self.text.shrink_to_fit();
     }
+
+    /// The name text and the name count, for the table cache.
+    pub(crate) fn parts(&self) -> (&str, usize) {
+        (&self.text, self.count)
+    }
+
+    /// A frozen table read back from the table cache.
+    pub(crate) fn from_parts(text: String, count: usize) -> Self {
+        Names {
+            text,
+            count,
+            ids: HashMap::new(),
+        }
+    }
 }
+
+/// Two tables are equal when they hold the same names at the same ids; the
+/// build-time lookup map does not count.
+impl PartialEq for Names {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.count == other.count
+    }
+}
+
+impl Eq for Names {}
 
 #[cfg(test)]
 mod tests {

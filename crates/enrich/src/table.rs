@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::Error;
+use crate::cache::{Codec, Reader, put_len};
 
 /// Marks a segment no input range covers.
 const NONE: u32 = u32::MAX;
@@ -24,7 +25,9 @@ const NONE: u32 = u32::MAX;
 const BUCKETS: usize = 1 << 16;
 
 /// An address width the table is generic over (`u32` for IPv4, `u128` for IPv6).
-pub(crate) trait Key: Copy + Ord + Eq + std::fmt::Debug {
+pub(crate) trait Key: Copy + Ord + Eq + std::hash::Hash + std::fmt::Debug + Codec {
+    /// The first address.
+    const ZERO: Self;
     /// Width in bits.
     const BITS: u32;
     /// The last address.
@@ -38,6 +41,7 @@ pub(crate) trait Key: Copy + Ord + Eq + std::fmt::Debug {
 }
 
 impl Key for u32 {
+    const ZERO: Self = 0;
     const BITS: u32 = 32;
     const MAX: Self = u32::MAX;
     fn wide(self) -> u128 {
@@ -52,6 +56,7 @@ impl Key for u32 {
 }
 
 impl Key for u128 {
+    const ZERO: Self = 0;
     const BITS: u32 = 128;
     const MAX: Self = u128::MAX;
     fn wide(self) -> u128 {
@@ -66,7 +71,7 @@ impl Key for u128 {
 }
 
 /// One input range and its value.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Entry<K, V> {
     pub(crate) start: K,
     pub(crate) end: K,
@@ -74,7 +79,7 @@ pub(crate) struct Entry<K, V> {
 }
 
 /// The flattened table for one address family.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Side<K, V> {
     /// Segment starts, ascending; `starts[0]` is always address zero.
     starts: Vec<K>,
@@ -119,6 +124,81 @@ impl<K: Key, V: Copy> Side<K, V> {
 
     fn segments(&self) -> usize {
         self.starts.len()
+    }
+
+    /// Appends the cache encoding: the range count, the segment starts, each
+    /// segment's owner as an index into the distinct owning ranges (or
+    /// [`NONE`] for a gap), then those ranges.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>)
+    where
+        V: Codec,
+    {
+        let mut ids: std::collections::HashMap<(K, K), u32> = std::collections::HashMap::new();
+        let mut owners: Vec<&Entry<K, V>> = Vec::new();
+        let mut owner = Vec::with_capacity(self.segs.len());
+        for seg in &self.segs {
+            owner.push(match seg {
+                None => NONE,
+                // Among ranges with equal bounds only the first inserted
+                // ever owns a segment, so the bounds identify the owner.
+                Some(e) => *ids.entry((e.start, e.end)).or_insert_with(|| {
+                    owners.push(e);
+                    (owners.len() - 1) as u32
+                }),
+            });
+        }
+        put_len(out, self.ranges);
+        put_len(out, self.starts.len());
+        put_len(out, owners.len());
+        out.reserve(self.starts.len() * (K::LEN + 4) + owners.len() * (2 * K::LEN + V::LEN));
+        for s in &self.starts {
+            s.put(out);
+        }
+        for o in &owner {
+            o.put(out);
+        }
+        for e in owners {
+            e.start.put(out);
+            e.end.put(out);
+            e.value.put(out);
+        }
+    }
+
+    /// Decodes what [`Side::encode`] wrote; `None` when the bytes do not
+    /// make a well-formed side (starts not ascending from address zero, an
+    /// owner out of range, a reversed range).
+    pub(crate) fn decode<R: std::io::Read>(r: &mut Reader<R>) -> Option<Self>
+    where
+        V: Codec,
+    {
+        let ranges = r.number()?;
+        let n_segs = r.count(K::LEN + 4)?;
+        let n_owners = r.count(2 * K::LEN + V::LEN)?;
+        let starts = r.items(n_segs, K::LEN, K::get)?;
+        let owner = r.items(n_segs, 4, u32::get)?;
+        let owners = r.items(n_owners, 2 * K::LEN + V::LEN, |c| {
+            let start = K::get(c.get(..K::LEN)?)?;
+            let end = K::get(c.get(K::LEN..2 * K::LEN)?)?;
+            let value = V::get(c.get(2 * K::LEN..)?)?;
+            (start <= end).then_some(Entry { start, end, value })
+        })?;
+        if starts.first() != Some(&K::ZERO) || !starts.windows(2).all(|w| w[0] < w[1]) {
+            return None;
+        }
+        let segs = owner
+            .iter()
+            .map(|&o| match o {
+                NONE => Some(None),
+                o => owners.get(o as usize).copied().map(Some),
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let index = bucket_index(&starts);
+        Some(Side {
+            starts,
+            segs,
+            index,
+            ranges,
+        })
     }
 }
 
@@ -273,10 +353,10 @@ pub struct Match<V> {
 /// An immutable longest-prefix table over IPv4 and IPv6 ranges.
 ///
 /// Build one with [`PrefixTableBuilder`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixTable<V> {
-    v4: Side<u32, V>,
-    v6: Side<u128, V>,
+    pub(crate) v4: Side<u32, V>,
+    pub(crate) v6: Side<u128, V>,
 }
 
 impl<V: Copy> PrefixTable<V> {

@@ -6,6 +6,9 @@
 #[path = "it/writer.rs"]
 mod writer;
 
+#[path = "it/cache.rs"]
+mod cache;
+
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -60,6 +60,41 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    /// A PostgreSQL connection string could not be parsed.
+    #[error(
+        "invalid PostgreSQL connection string ({detail}): write it as postgres://USER@HOST:PORT/DATABASE or as 'host=HOST port=PORT user=USER dbname=DATABASE'"
+    )]
+    PostgresUrl {
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The PostgreSQL server could not be reached, or refused the login.
+    #[error(
+        "cannot connect to PostgreSQL at {target} ({detail}): is the server running, and do the host, port, user and database in the connection string exist?"
+    )]
+    PostgresConnect {
+        /// The server, user and database, without any password.
+        target: String,
+        /// Why the connection failed.
+        detail: String,
+        /// The underlying error.
+        cause: postgres::Error,
+    },
+    /// The PostgreSQL session's `search_path` names no schema that exists.
+    #[error(
+        "no PostgreSQL schema to keep the store in: create the schema named by the search_path, or fix options='-c search_path=NAME' in the connection string"
+    )]
+    PostgresNoSchema,
+    /// A PostgreSQL statement failed.
+    #[error("{context}: {detail}")]
+    Postgres {
+        /// What the store was doing.
+        context: &'static str,
+        /// The server's message, or what failed on the way to the server.
+        detail: String,
+        /// The underlying error, with its SQLSTATE code if the server sent one.
+        cause: postgres::Error,
+    },
     /// The data directory or database file could not be created or opened.
     #[error("cannot use data directory {path}: {source}; check that it exists and is writable")]
     Io {
@@ -94,4 +129,48 @@ impl Error {
             _ => Error::Sqlite { context, source },
         }
     }
+
+    /// Wraps a PostgreSQL error with what the store was doing, singling out
+    /// lock timeouts, deadlocks and serialisation failures, which a retry may cure.
+    pub(crate) fn postgres(context: &'static str) -> impl FnOnce(postgres::Error) -> Error {
+        use postgres::error::SqlState;
+        move |source| match source.code() {
+            Some(c)
+                if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+                    || *c == SqlState::LOCK_NOT_AVAILABLE =>
+            {
+                Error::Busy { context }
+            }
+            _ => Error::Postgres {
+                context,
+                detail: postgres_detail(&source),
+                cause: source,
+            },
+        }
+    }
+}
+
+/// A PostgreSQL error as one line. The client library's own message names
+/// only the kind of failure ("db error"), so the server's message, or the
+/// chain of causes, is spelled out.
+pub(crate) fn postgres_detail(e: &postgres::Error) -> String {
+    use std::fmt::Write as _;
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(d) = db.detail() {
+            let _ = write!(s, " ({d})");
+        }
+        if let Some(h) = db.hint() {
+            let _ = write!(s, "; hint: {h}");
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let _ = write!(s, ": {c}");
+        cause = c.source();
+    }
+    s
 }

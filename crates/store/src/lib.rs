@@ -5,8 +5,9 @@
 //! [`EventStore`] keeps the event log and folds it, batch by batch, into
 //! per-(address, family, day) host records, with partner-scoped queries
 //! ([`RecordFilter`], [`NetworkSet`]) and rollups. [`SqliteStore`] implements
-//! both over one embedded SQLite file; other databases plug in behind the same
-//! traits, and one conformance suite (`tests/it.rs`) checks every implementation.
+//! both over one embedded SQLite file; [`PgStore`] implements them over a
+//! PostgreSQL database that several takedown processes can share. One
+//! conformance suite (`tests/it.rs`) checks every implementation.
 //!
 //! ```
 //! use takedown_pdq::{PdqHash, Quality};
@@ -39,9 +40,11 @@
 
 mod bank;
 mod error;
+mod postgres;
 mod record;
 mod sqlite;
 
+pub use self::postgres::PgStore;
 pub use bank::{
     AddReport, Bank, BankChanges, BankEntry, BankName, BankStore, BankVersion, EntryId,
     MAX_DESCRIPTION_LEN, MAX_LABEL_LEN, MAX_LABELS, MAX_SOURCE_LEN, MatchRadius, NewEntry,

@@ -21,6 +21,12 @@ use crate::support::{load_enricher, open_store, progress_bar};
 /// How many bad rows are printed; the rest are only counted.
 const MAX_REPORTED: usize = 50;
 
+/// Record deltas that may pend during an import before the store merges
+/// them into host records. Far above the store's default, so a record seen
+/// all through a large report is merged once or twice instead of every few
+/// batches; the import merges the rest at its end.
+const IMPORT_COMPACT_AT: u64 = 1 << 20;
+
 /// Arguments of `takedown import`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -79,6 +85,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     let store = Arc::new(open_store(&data)?);
+    store.set_compact_threshold(IMPORT_COMPACT_AT);
     let lookup = load_enricher(&data)?;
     let config = PipelineConfig {
         batch_size: args.batch_size,
@@ -128,7 +135,7 @@ async fn import(
     lookup: Option<Arc<dyn Lookup>>,
     store: Arc<SqliteStore>,
 ) -> anyhow::Result<Outcome> {
-    let pipeline = Pipeline::spawn(&config, lookup, Box::new(StoreSink(store)))?;
+    let pipeline = Pipeline::spawn(&config, lookup, Box::new(StoreSink(Arc::clone(&store))))?;
     let total: u64 = args
         .files
         .iter()
@@ -185,6 +192,12 @@ async fn import(
         }
     }
     let stats = pipeline.shutdown().await?;
+    // Every batch is durable already; this merges the record deltas left
+    // pending, so the records are ready when the import returns.
+    tokio::task::spawn_blocking(move || store.compact())
+        .await
+        .context("the record merge stopped abnormally")?
+        .context("merging the imported events into host records")?;
     bar.finish_and_clear();
     Ok(Outcome {
         committed: stats.committed,

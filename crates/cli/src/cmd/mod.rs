@@ -5,5 +5,6 @@ pub(crate) mod demo;
 pub(crate) mod export;
 pub(crate) mod hash;
 pub(crate) mod import;
+pub(crate) mod ingest;
 pub(crate) mod match_;
 pub(crate) mod sinkhole;

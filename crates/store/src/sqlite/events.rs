@@ -154,14 +154,14 @@ fn finish(mut h: u64) -> u64 {
 
 const SEED: u64 = 0x7464_2d73_746f_7265;
 
-fn agent_hash(agent: &str) -> u32 {
+pub(crate) fn agent_hash(agent: &str) -> u32 {
     let mut h = SEED;
     mix(&mut h, agent.as_bytes());
     (finish(h) >> 32) as u32
 }
 
 /// The tie-break between samples with equal timestamps.
-fn sample_rank(e: &Event) -> i64 {
+pub(crate) fn sample_rank(e: &Event) -> i64 {
     let mut h = SEED;
     let opt = |h: &mut u64, s: Option<&String>| match s {
         Some(s) => mix(h, s.as_bytes()),
@@ -515,8 +515,14 @@ fn record_where(filter: &RecordFilter, params: &mut Vec<Value>) -> Result<String
     Ok(conds.join(" AND "))
 }
 
-/// Deltas pending before an append compacts them.
-const COMPACT_AT: u64 = 262_144;
+/// Deltas pending before an append compacts them, unless
+/// [`SqliteStore::set_compact_threshold`] says otherwise.
+pub(super) const COMPACT_AT: u64 = 262_144;
+
+/// The most a threshold may be set to: a compaction holds every pending
+/// delta's blob and, at worst (every delta a different record), a merged
+/// delta per pending delta in memory, a few hundred bytes each.
+const MAX_COMPACT_AT: u64 = 4 << 20;
 
 /// One record's pending change: one batch's fold, or several merged.
 ///
@@ -551,7 +557,14 @@ impl Delta<'_> {
     /// Folds `b` into `self` exactly as [`MERGE_DELTAS`] folds a delta into a row.
     fn merge(&mut self, b: Self) {
         let newer = b.last > self.last || (b.last == self.last && b.rank > self.rank);
-        let agents = union_sorted(&self.agents, &b.agents, AGENT_WIDTH, AGENT_K);
+        // One bot sends one agent, so the sets are usually equal: skip the
+        // merge and its allocation then. (Both are sorted, deduplicated and
+        // at most `AGENT_K` long, so the union of equal sets is either.)
+        let agents = if self.agents == b.agents {
+            self.agents.clone()
+        } else {
+            Cow::Owned(union_sorted(&self.agents, &b.agents, AGENT_WIDTH, AGENT_K))
+        };
         let same_window = b.window == self.window;
         let ports = if b.window > self.window {
             b.ports.clone()
@@ -564,7 +577,7 @@ impl Delta<'_> {
             || b.nat
             || agents.len() >= AGENT_NAT * AGENT_WIDTH
             || (same_window && ports.len() >= PORT_NAT * 2);
-        self.agents = Cow::Owned(agents);
+        self.agents = agents;
         self.ports = ports;
         self.window = self.window.max(b.window);
         self.first = self.first.min(b.first);
@@ -689,6 +702,7 @@ fn decode_deltas<'a>(
 /// by many batches since the last compaction costs one row update; the
 /// updates then run in key order, walking the records' B-tree front to back.
 fn compact(conn: &mut Connection) -> Result<usize, Error> {
+    let t0 = std::time::Instant::now();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(Error::sqlite("starting a compaction"))?;
@@ -709,26 +723,63 @@ fn compact(conn: &mut Connection) -> Result<usize, Error> {
     }
     // The declared counts only size the map; decoding checks each blob.
     let pending = usize::try_from(pending).unwrap_or(0);
-    let mut merged: FxMap<RecordKey<'_>, Delta<'_>> =
-        FxMap::with_capacity_and_hasher(pending.min(COMPACT_AT as usize * 2), Default::default());
+    // The map holds positions in `merged`, and starts small: the pending
+    // count bounds the records from above but is often several times their
+    // number (a busy record has a delta in every batch), and a table sized
+    // for it would touch far more memory than the records fill.
+    let t_read = t0.elapsed();
+    // Families are few: keys hold a family's number, so that comparing
+    // keys never reads the family text back from the blobs.
+    let mut families: Vec<&str> = Vec::new();
+    let mut family_ids: FxMap<&str, u32> = FxMap::default();
+    let mut slots: FxMap<(i64, IpKey, u32), usize> =
+        FxMap::with_capacity_and_hasher(pending.min(1 << 16), Default::default());
+    let mut merged: Vec<Delta<'_>> = Vec::with_capacity(pending.min(1 << 16));
     for (modified, data) in &blobs {
-        decode_deltas(data, *modified, &mut |key, d| match merged.entry(key) {
-            std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().merge(d),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(d);
+        decode_deltas(data, *modified, &mut |(day, ip, family), d| {
+            let fid = match family_ids.get(family) {
+                Some(&id) => id,
+                None => {
+                    let id = families.len() as u32;
+                    families.push(family);
+                    family_ids.insert(family, id);
+                    id
+                }
+            };
+            match slots.entry((day, ip, fid)) {
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    if let Some(m) = merged.get_mut(*o.get()) {
+                        m.merge(d);
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(merged.len());
+                    merged.push(d);
+                }
             }
         })?;
     }
-    let mut merged: Vec<_> = merged.into_iter().collect();
-    merged.sort_unstable_by(|a, b| {
+    let t_merge = t0.elapsed();
+    let family = |id: u32| families.get(id as usize).copied().unwrap_or_default();
+    let mut order: Vec<((i64, IpKey, u32), usize)> = slots.into_iter().collect();
+    order.sort_unstable_by(|a, b| {
         let ((da, ia, fa), (db, ib, fb)) = (a.0, b.0);
-        (da, ia.as_slice(), fa).cmp(&(db, ib.as_slice(), fb))
+        (da, ia.as_slice(), family(fa)).cmp(&(db, ib.as_slice(), family(fb)))
     });
     {
         let mut up = tx
             .prepare_cached(MERGE_DELTAS)
             .map_err(Error::sqlite("preparing the record merge"))?;
-        for ((day, ip, family), d) in &merged {
+        let mut prefix = String::new();
+        for ((day, ip, fid), i) in &order {
+            let Some(d) = merged.get(*i) else { continue };
+            let family = family(*fid);
+            prefix.clear();
+            if let Some(p) = d.prefix {
+                use std::fmt::Write as _;
+                // Writing to a String cannot fail.
+                let _ = write!(prefix, "{p}");
+            }
             up.execute(params![
                 day,
                 ip.as_slice(),
@@ -737,7 +788,7 @@ fn compact(conn: &mut Connection) -> Result<usize, Error> {
                 d.last,
                 to_i64(d.count),
                 d.rank,
-                d.prefix.map(|p| p.to_string()),
+                d.prefix.map(|_| prefix.as_str()),
                 d.asn,
                 d.as_name,
                 d.country,
@@ -758,7 +809,14 @@ fn compact(conn: &mut Connection) -> Result<usize, Error> {
         .map_err(Error::sqlite("clearing record deltas"))?;
     tx.commit()
         .map_err(Error::sqlite("committing a compaction"))?;
-    Ok(merged.len())
+    tracing::debug!(
+        records = order.len(),
+        read_ms = t_read.as_millis() as u64,
+        merge_ms = (t_merge - t_read).as_millis() as u64,
+        write_ms = (t0.elapsed() - t_merge).as_millis() as u64,
+        "Record deltas merged."
+    );
+    Ok(order.len())
 }
 
 impl SqliteStore {
@@ -773,6 +831,23 @@ impl SqliteStore {
             tracing::debug!(deltas = n, "Record deltas compacted.");
             Ok(())
         })
+    }
+
+    /// Sets how many record deltas may pend before an append compacts them
+    /// (default 262 144; clamped to 1 to 4 194 304).
+    ///
+    /// A compaction merges every pending delta into its record with one row
+    /// update per record, so its cost grows with the records touched, not
+    /// the deltas. A bulk load that raises the threshold therefore merges
+    /// each record once or a few times instead of every few batches, and
+    /// should call [`SqliteStore::compact`] at its end. The price is memory
+    /// during a compaction (every pending blob, and at worst a merged delta
+    /// of a few hundred bytes per pending delta) and a longer merge for the
+    /// first record query while deltas pend. Durability is the same either
+    /// way: pending deltas are committed data.
+    pub fn set_compact_threshold(&self, deltas: u64) {
+        self.compact_at
+            .store(deltas.clamp(1, MAX_COMPACT_AT), Ordering::Relaxed);
     }
 
     /// Compacts if any deltas are pending, so a query sees every acknowledged batch.
@@ -825,6 +900,11 @@ impl EventStore for SqliteStore {
                 log_events(&tx, events)?;
                 if !folds.is_empty() {
                     let mut folds: Vec<_> = folds.iter_mut().collect();
+                    // Encode in the order of each record's latest event,
+                    // which is the order the events and their text lie in
+                    // memory: walking the folds in hash order instead reads
+                    // the batch at random, one cache miss after another.
+                    folds.sort_unstable_by_key(|(_, f)| std::ptr::from_ref(f.latest).addr());
                     tx.prepare_cached(
                         "INSERT INTO record_deltas (n, modified, data) VALUES (?1, ?2, ?3)",
                     )
@@ -849,7 +929,7 @@ impl EventStore for SqliteStore {
                 .map_err(Error::sqlite("committing an event batch"))?;
             let pending = self.pending.fetch_add(folds.len() as u64, Ordering::Relaxed)
                 + folds.len() as u64;
-            if pending >= COMPACT_AT {
+            if pending >= self.compact_at.load(Ordering::Relaxed) {
                 // The batch is durable already: a failed compaction must not
                 // report failure, or the caller would append it twice. The
                 // deltas stay and the next compaction retries.

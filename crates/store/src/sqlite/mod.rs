@@ -15,6 +15,9 @@ use rusqlite::{Connection, OpenFlags};
 use crate::Error;
 
 pub use events::{AGENT_K, AGENT_NAT, PORT_NAT, PORT_WINDOW_SECS};
+/// The fixed hashes behind host-record folding, shared with the other stores
+/// so that every store folds the same events into the same records.
+pub(crate) use events::{agent_hash, sample_rank};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "takedown.db";
@@ -51,6 +54,8 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     /// Record deltas appended by this process since its last compaction.
     pending: AtomicU64,
+    /// Pending deltas at which an append compacts.
+    compact_at: AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -97,6 +102,7 @@ impl SqliteStore {
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             pending: AtomicU64::new(u64::try_from(pending).unwrap_or(0)),
+            compact_at: AtomicU64::new(events::COMPACT_AT),
         })
     }
 

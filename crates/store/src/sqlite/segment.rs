@@ -153,7 +153,10 @@ impl<'a> Writer<'a> {
     pub(crate) fn new(count: usize, capacity: usize) -> Self {
         let mut w = Writer {
             out: Vec::with_capacity(16 + capacity),
-            dict: FxMap::default(),
+            // Each item brings a few strings, and about as many are new as
+            // there are items; sizing the dictionary once saves rehashing
+            // it a dozen times as it fills.
+            dict: FxMap::with_capacity_and_hasher(count.min(MAX_DICT), Default::default()),
             last_ts: 0,
         };
         w.out.push(FORMAT);

@@ -8,8 +8,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use takedown_event::{Asn, CountryCode, Event, EventKind, Family, HostRecord, Network, Timestamp};
 use takedown_store::{
-    Cursor, EventCount, EventQuery, EventStore, FootprintRow, NetworkSet, RecordFilter, Window,
-    record_id,
+    Cursor, EventCount, EventQuery, EventStore, FootprintRow, NetworkSet, RecordFilter,
+    SqliteStore, Window, record_id,
 };
 
 use crate::Backend;
@@ -738,4 +738,220 @@ pub(crate) fn events_round_trip_and_persist<B: Backend>() {
     // Appends continue after a reopen with a later `modified`.
     let r = s.append_events(&batch[..1]).unwrap();
     assert!(before.iter().all(|b| b.modified < r.modified));
+}
+
+/// Pending record deltas in a SQLite store's file.
+fn pending_deltas(dir: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join(takedown_store::DB_FILE)).unwrap();
+    conn.query_row("SELECT COALESCE(SUM(n), 0) FROM record_deltas", [], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+/// The compaction threshold decides when deltas are merged into records,
+/// never what the records hold: merging after every batch, only on demand,
+/// and explicitly all give the same records.
+pub(crate) fn compaction_threshold_only_moves_the_merge() {
+    let mut events = Vec::new();
+    for i in 0..300i64 {
+        let mut e = ev(
+            (i * 7919) % 5000,
+            &format!("192.0.2.{}", i % 23),
+            ["x", "y", "z"].get((i % 3) as usize).copied(),
+            Some(64500 + (i % 4) as u32),
+            Some(["SE", "DE"][(i % 2) as usize]),
+        );
+        e.http_agent = Some(format!("agent{}", i % 5));
+        e.src_port = 1000 + (i % 40) as u16;
+        events.push(e);
+    }
+    let (eager_dir, lazy_dir, bulk_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let eager = SqliteStore::open(eager_dir.path()).unwrap();
+    let lazy = SqliteStore::open(lazy_dir.path()).unwrap();
+    let bulk = SqliteStore::open(bulk_dir.path()).unwrap();
+    eager.set_compact_threshold(1);
+    lazy.set_compact_threshold(u64::MAX);
+    bulk.set_compact_threshold(u64::MAX);
+    for chunk in events.chunks(17) {
+        eager.append_events(chunk).unwrap();
+        lazy.append_events(chunk).unwrap();
+        bulk.append_events(chunk).unwrap();
+    }
+    assert_eq!(pending_deltas(eager_dir.path()), 0);
+    assert!(pending_deltas(lazy_dir.path()) > 0);
+    bulk.compact().unwrap();
+    assert_eq!(pending_deltas(bulk_dir.path()), 0);
+
+    // The lazy store merges on its first query.
+    let want = comparable(all_records(&eager, &RecordFilter::default()));
+    assert_eq!(want.len(), 23 * 3);
+    assert_eq!(
+        comparable(all_records(&lazy, &RecordFilter::default())),
+        want
+    );
+    assert_eq!(pending_deltas(lazy_dir.path()), 0);
+    assert_eq!(
+        comparable(all_records(&bulk, &RecordFilter::default())),
+        want
+    );
+    let total: u64 = want.values().map(|r| r.count).sum();
+    assert_eq!(total, 300);
+}
+
+/// Two backends fold the same events into the same records (samples, NAT
+/// flags and networks included), the same rollups and the same event log.
+pub(crate) fn backends_agree<A: Backend, B: Backend>() {
+    let mut events = Vec::new();
+    for i in 0..600i64 {
+        let mut e = ev(
+            (i * 7919) % 20_000 + (i % 3) * 86_400,
+            &format!("192.0.2.{}", i % 17),
+            ["x", "y"].get((i % 3) as usize).copied(),
+            Some(64500 + (i % 4) as u32),
+            Some(["SE", "DE"][(i % 2) as usize]),
+        );
+        e.http_agent = Some(format!("agent{}", i % 5));
+        e.src_port = 1000 + (i % 40) as u16;
+        if i % 5 == 0 {
+            e.src_ip = format!("2001:db8::{}", i % 9).parse().unwrap();
+        }
+        if i % 13 == 0 {
+            e.src_ip = "::ffff:192.0.2.3".parse().unwrap();
+        }
+        if i % 7 == 0 {
+            e.kind = EventKind::Tcp;
+            e.http_agent = None;
+            e.http_url = None;
+        }
+        if i % 11 == 0 {
+            e.kind = EventKind::Dns;
+            e.dns_qname = Some("c2.example".into());
+        }
+        if i % 17 == 0 {
+            e.network = None;
+        }
+        events.push(e);
+    }
+    // Equal latest timestamps with different samples, in different batches,
+    // exercise the tie-break both within a batch and across batches.
+    for (k, url) in ["/tie-a", "/tie-b", "/tie-c", "/tie-d"].iter().enumerate() {
+        let mut tie = ev(500, "203.0.113.77", Some("x"), Some(64500), Some("SE"));
+        tie.http_url = Some((*url).into());
+        events.insert(k * 150, tie.clone());
+        tie.http_agent = Some((*url).into());
+        events.insert(k * 150 + 1, tie);
+    }
+    // A port burst split across batches, and one within a batch.
+    for i in 0..20u16 {
+        let mut e = ev(
+            40_000 + i64::from(i % 5),
+            "198.51.100.7",
+            Some("x"),
+            None,
+            None,
+        );
+        e.src_port = 50_000 + i;
+        events.push(e);
+    }
+    let (pa, pb) = (A::place(), B::place());
+    let (a, b) = (A::open(&pa), B::open(&pb));
+    for chunk in events.chunks(23) {
+        a.append_events(chunk).unwrap();
+        b.append_events(chunk).unwrap();
+    }
+    let ra = comparable(all_records(&a, &RecordFilter::default()));
+    let rb = comparable(all_records(&b, &RecordFilter::default()));
+    assert!(ra.len() > 50, "{}", ra.len());
+    assert!(ra.values().any(|r| r.nat_suspected));
+    assert!(ra.values().any(|r| !r.nat_suspected));
+    assert_eq!(ra, rb);
+    for w in [Window::Day, Window::Week] {
+        let f = RecordFilter::default().within(set(&[64501], &["2001:db8::/32"], &["DE"]));
+        assert_eq!(a.footprint(&f, w).unwrap(), b.footprint(&f, w).unwrap());
+        let all = a.footprint(&RecordFilter::default(), w).unwrap();
+        assert!(!all.is_empty());
+        assert_eq!(all, b.footprint(&RecordFilter::default(), w).unwrap());
+    }
+    let day = t0().day();
+    let counts = a.event_counts(day - 1, day + 3).unwrap();
+    assert_eq!(
+        counts.iter().map(|c| c.count).sum::<u64>(),
+        events.len() as u64
+    );
+    assert_eq!(counts, b.event_counts(day - 1, day + 3).unwrap());
+    let log = |s: &dyn EventStore| {
+        let mut out = Vec::new();
+        s.scan_events(&EventQuery::default(), &mut |id, e| {
+            out.push((id, e));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        out
+    };
+    let la = log(&a);
+    assert_eq!(la.len(), events.len());
+    assert_eq!(la, log(&b));
+}
+
+/// Two store handles on one place (two processes sharing a database) append
+/// at once while a third pulls deltas with `since`: the pulls, replayed in
+/// order, end with exactly the stored records, so no commit hid behind an
+/// earlier `modified` mark.
+pub(crate) fn concurrent_writers_and_delta_pulls<B: Backend>()
+where
+    B::S: Sync,
+{
+    let place = B::place();
+    let (w1, w2, reader) = (B::open(&place), B::open(&place), B::open(&place));
+    let batches = |host: u8| -> Vec<Vec<Event>> {
+        (0..30i64)
+            .map(|b| {
+                (0..8i64)
+                    .map(|i| {
+                        let ip = format!("192.0.{host}.{}", (b + i) % 12);
+                        ev(b * 100 + i, &ip, Some("f"), Some(64500), Some("DE"))
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let mut seen: BTreeMap<String, HostRecord> = BTreeMap::new();
+    let mut mark: Option<Timestamp> = None;
+    let mut pull = |seen: &mut BTreeMap<String, HostRecord>| {
+        let f = RecordFilter {
+            since: mark,
+            ..RecordFilter::default()
+        };
+        for r in all_records(&reader, &f) {
+            mark = Some(mark.map_or(r.modified, |m| m.max(r.modified)));
+            seen.insert(r.id.clone(), r);
+        }
+    };
+    std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            for batch in batches(1) {
+                w1.append_events(&batch).unwrap();
+            }
+        });
+        let b = scope.spawn(|| {
+            for batch in batches(2) {
+                w2.append_events(&batch).unwrap();
+            }
+        });
+        while !(a.is_finished() && b.is_finished()) {
+            pull(&mut seen);
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+    });
+    pull(&mut seen);
+    let stored = comparable(all_records(&reader, &RecordFilter::default()));
+    assert_eq!(stored.len(), 24);
+    assert_eq!(stored.values().map(|r| r.count).sum::<u64>(), 2 * 30 * 8);
+    assert_eq!(comparable(seen.into_values().collect()), stored);
 }

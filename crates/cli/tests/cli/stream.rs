@@ -1,0 +1,201 @@
+//! `takedown sinkhole --publish` into NATS JetStream, and `takedown ingest
+//! --from` out of it into another data directory, end to end over loopback.
+//!
+//! Needs a `nats-server` binary; without one the test prints a notice and
+//! passes, unless `TAKEDOWN_REQUIRE_NATS=1` is set.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use takedown_store::{EventQuery, EventStore, SqliteStore};
+
+/// A child process killed when dropped, so a failing test leaves none behind.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nats_server() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        let required = std::env::var("TAKEDOWN_REQUIRE_NATS").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "nats-server is not on PATH but TAKEDOWN_REQUIRE_NATS=1: install it \
+             (Debian: apt-get install nats-server) or unset the variable"
+        );
+        eprintln!(
+            "skipping the stream test: nats-server is not on PATH (Debian: apt-get install nats-server)"
+        );
+    }
+    found
+}
+
+fn takedown(data: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_takedown"));
+    c.arg("--data").arg(data);
+    c
+}
+
+/// Reads stdout lines until one starts with `prefix`; returns the rest of it.
+fn wait_for_line(out: &mut BufReader<ChildStdout>, prefix: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the child exited before printing {prefix:?}"
+        );
+        if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+            return rest.to_owned();
+        }
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "exited with {exit}");
+}
+
+fn check_in(addr: SocketAddr, i: u64) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    write!(
+        s,
+        "GET /gate.php?n={i} HTTP/1.1\r\nHost: a.c2.example\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+}
+
+fn stored(data: &Path) -> Vec<u64> {
+    let store = SqliteStore::open(data).unwrap();
+    let mut ns = Vec::new();
+    store
+        .scan_events(&EventQuery::default(), &mut |_, e| {
+            if let Some(n) = e
+                .http_url
+                .as_deref()
+                .and_then(|u| u.strip_prefix("/gate.php?n="))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                ns.push(n);
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    ns.sort_unstable();
+    ns
+}
+
+#[test]
+fn sinkhole_publishes_and_ingest_stores() {
+    let Some(bin) = nats_server() else { return };
+    let nats_dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _nats = Killed(
+        Command::new(bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(nats_dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("nats://127.0.0.1:{port}");
+
+    // The ingest host starts first and binds its durable consumer.
+    let ingest_dir = tempfile::tempdir().unwrap();
+    let mut ingest = Killed(
+        takedown(ingest_dir.path())
+            .args(["ingest", "--from", &url, "--durable", "cli-test"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ingest_out = BufReader::new(ingest.0.stdout.take().unwrap());
+    wait_for_line(&mut ingest_out, "consuming ");
+
+    // The sinkhole publishes; its own data directory gets no store.
+    let sinkhole_dir = tempfile::tempdir().unwrap();
+    let config = sinkhole_dir.path().join("sinkhole.toml");
+    std::fs::write(
+        &config,
+        "sensor = \"edge-1\"\n\
+         [[http]]\nbind = \"127.0.0.1:0\"\n\
+         [[families]]\nfamily = \"examplebot\"\ndomains = [\"*.c2.example\"]\n\
+         [stream]\nmax_age_secs = 3600\n",
+    )
+    .unwrap();
+    let mut sinkhole = Killed(
+        takedown(sinkhole_dir.path())
+            .arg("sinkhole")
+            .arg("--config")
+            .arg(&config)
+            .args(["--publish", &url])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut sinkhole_out = BufReader::new(sinkhole.0.stdout.take().unwrap());
+    let addr: SocketAddr = wait_for_line(&mut sinkhole_out, "listening http ")
+        .parse()
+        .unwrap();
+    let n = 300u64;
+    for i in 0..n {
+        check_in(addr, i);
+    }
+    terminate(&mut sinkhole.0);
+    assert!(
+        !sinkhole_dir.path().join(takedown_store::DB_FILE).exists(),
+        "a publishing sinkhole wrote a local store"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(ingest_dir.path()).len() < n as usize {
+        assert!(
+            Instant::now() < deadline,
+            "ingest did not store every event in time"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    terminate(&mut ingest.0);
+    let summary = wait_for_line(&mut ingest_out, "ingested ");
+    assert!(
+        summary.starts_with(&format!("{n} events from ")),
+        "{summary}"
+    );
+    assert_eq!(stored(ingest_dir.path()), (0..n).collect::<Vec<_>>());
+}

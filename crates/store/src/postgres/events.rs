@@ -1,0 +1,843 @@
+//! [`EventStore`] over PostgreSQL: the event log, host-record folding and queries.
+//!
+//! # How a batch folds into host records
+//!
+//! An append copies its events into `events` and folds them in memory, one
+//! accumulator per (UTC day, address, family), with the same rules and
+//! hashes as the SQLite store: minimum, maximum and sum for the times and
+//! count, and for the samples the event with the greatest
+//! (timestamp, sample rank). The folds are copied into a session-local
+//! staging table and merged into `host_records` by one
+//! `INSERT ... ON CONFLICT DO UPDATE`, whose merge is associative and
+//! commutative, so arrival order and batching never change a record.
+//!
+//! # NAT suspicion
+//!
+//! As in the SQLite store (see [`AGENT_NAT`] and [`PORT_NAT`]): a record
+//! keeps the [`AGENT_K`] smallest distinct User-Agent hashes and the
+//! distinct source ports of its latest [`PORT_WINDOW_SECS`]-second window,
+//! and is flagged for good once it holds [`AGENT_NAT`] agents or
+//! [`PORT_NAT`] ports in one window (within a batch, or across batches that
+//! meet in the record's latest window).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, IsolationLevel, Row, Transaction};
+use takedown_event::{Asn, CountryCode, Event, EventKind, Family, HostRecord, Network, Timestamp};
+
+use super::banks::col;
+use super::{PgStore, to_i64, to_u64};
+use crate::Error;
+use crate::record::{
+    AppendReport, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore, FootprintRow,
+    MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes, parse_record_id,
+};
+use crate::sqlite::{AGENT_K, AGENT_NAT, PORT_NAT, PORT_WINDOW_SECS, agent_hash, sample_rank};
+
+const PORT_WINDOW_MICROS: i64 = PORT_WINDOW_SECS * 1_000_000;
+
+/// Rows fetched per round trip while streaming a scan.
+const SCAN_BATCH: i32 = 1024;
+
+/// The session-local table an append stages its folded records in; created
+/// when a session opens, emptied by every commit.
+pub(super) const CREATE_STAGE: &str = "CREATE TEMPORARY TABLE record_stage (
+    day bigint, ip bytea, family text, first_seen bigint, last_seen bigint, count bigint,
+    sample_rank bigint, prefix text, asn bigint, as_name text, country text, sample_url text,
+    sample_host text, sample_agent text, dst_port integer, agents bigint[], port_window bigint,
+    ports integer[], nat boolean, modified bigint
+) ON COMMIT DELETE ROWS";
+
+const STAGE_COLUMNS: &str = "day, ip, family, first_seen, last_seen, count, sample_rank, prefix,
+    asn, as_name, country, sample_url, sample_host, sample_agent, dst_port, agents, port_window,
+    ports, nat, modified";
+
+const STAGE_TYPES: &[Type] = &[
+    Type::INT8,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT8_ARRAY,
+    Type::INT8,
+    Type::INT4_ARRAY,
+    Type::BOOL,
+    Type::INT8,
+];
+
+/// Whether the staged fold's sample is newer than the stored one.
+macro_rules! newer {
+    () => {
+        "(excluded.last_seen > r.last_seen OR (excluded.last_seen = r.last_seen AND excluded.sample_rank > r.sample_rank))"
+    };
+}
+
+/// Merges the staged folds into their records. Every right-hand side reads
+/// the stored row (`r`) as it was before the update and the staged fold as
+/// `excluded`, so the order of the assignments does not matter.
+///
+/// One bot build sends one fixed agent, so the stored and staged agent sets
+/// are usually equal, and the unions are skipped when sets are equal. That
+/// changes nothing: the union of equal sets is either, and a set that holds
+/// enough agents or ports to flag NAT flagged its record when it was formed.
+///
+/// The literals 8, 4 and 16 are [`AGENT_K`], [`AGENT_NAT`] and [`PORT_NAT`]
+/// (a unit test checks they agree).
+const MERGE_STAGE: &str = concat!(
+    "INSERT INTO host_records AS r (day, ip, family, first_seen, last_seen, count, sample_rank,
+        prefix, asn, as_name, country, sample_url, sample_host, sample_agent, dst_port, agents,
+        port_window, ports, nat, modified)
+     SELECT day, ip, family, first_seen, last_seen, count, sample_rank, prefix, asn, as_name,
+        country, sample_url, sample_host, sample_agent, dst_port, agents, port_window, ports,
+        nat, modified
+     FROM record_stage
+     ON CONFLICT (day, ip, family) DO UPDATE SET
+        first_seen = LEAST(r.first_seen, excluded.first_seen),
+        last_seen = GREATEST(r.last_seen, excluded.last_seen),
+        count = r.count + excluded.count,
+        sample_rank = CASE WHEN ",
+    newer!(),
+    " THEN excluded.sample_rank ELSE r.sample_rank END,
+        prefix = CASE WHEN ",
+    newer!(),
+    " THEN excluded.prefix ELSE r.prefix END,
+        asn = CASE WHEN ",
+    newer!(),
+    " THEN excluded.asn ELSE r.asn END,
+        as_name = CASE WHEN ",
+    newer!(),
+    " THEN excluded.as_name ELSE r.as_name END,
+        country = CASE WHEN ",
+    newer!(),
+    " THEN excluded.country ELSE r.country END,
+        sample_url = CASE WHEN ",
+    newer!(),
+    " THEN excluded.sample_url ELSE r.sample_url END,
+        sample_host = CASE WHEN ",
+    newer!(),
+    " THEN excluded.sample_host ELSE r.sample_host END,
+        sample_agent = CASE WHEN ",
+    newer!(),
+    " THEN excluded.sample_agent ELSE r.sample_agent END,
+        dst_port = CASE WHEN ",
+    newer!(),
+    " THEN excluded.dst_port ELSE r.dst_port END,
+        agents = CASE WHEN r.agents = excluded.agents THEN r.agents ELSE
+            ARRAY(SELECT DISTINCT a FROM unnest(r.agents || excluded.agents) AS a ORDER BY a LIMIT 8)
+            END,
+        port_window = GREATEST(r.port_window, excluded.port_window),
+        ports = CASE
+            WHEN excluded.port_window > r.port_window THEN excluded.ports
+            WHEN excluded.port_window < r.port_window OR r.ports = excluded.ports THEN r.ports
+            ELSE ARRAY(SELECT DISTINCT p FROM unnest(r.ports || excluded.ports) AS p ORDER BY p LIMIT 16)
+            END,
+        nat = r.nat OR excluded.nat
+            OR (r.agents <> excluded.agents
+                AND (SELECT count(DISTINCT a) FROM unnest(r.agents || excluded.agents) AS a) >= 4)
+            OR (excluded.port_window = r.port_window AND r.ports <> excluded.ports
+                AND (SELECT count(DISTINCT p) FROM unnest(r.ports || excluded.ports) AS p) >= 16),
+        modified = GREATEST(r.modified, excluded.modified)"
+);
+
+const RECORD_COLUMNS: &str = "day, ip, family, first_seen, last_seen, count, prefix, asn, as_name,
+    country, sample_url, sample_host, sample_agent, dst_port, nat, modified";
+
+const EVENT_COLUMNS: &str = "id, ts, kind, src_ip, src_port, dst_ip, dst_port, protocol,
+    http_method, http_url, http_host, http_agent, http_referer, tls_sni, dns_qname, dns_qtype,
+    payload, family, tag, sensor, malformed, has_network, prefix, asn, as_name, country";
+
+const EVENT_TYPES: &[Type] = &[
+    Type::INT8,
+    Type::INT8,
+    Type::INT2,
+    Type::BYTEA,
+    Type::INT4,
+    Type::BYTEA,
+    Type::INT4,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::BOOL,
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+fn kind_code(k: EventKind) -> i16 {
+    match k {
+        EventKind::Http => 0,
+        EventKind::Tcp => 1,
+        EventKind::Dns => 2,
+    }
+}
+
+fn kind_from_code(c: i16) -> Result<EventKind, Error> {
+    match c {
+        0 => Ok(EventKind::Http),
+        1 => Ok(EventKind::Tcp),
+        2 => Ok(EventKind::Dns),
+        _ => Err(Error::Corrupt(format!("event kind {c}"))),
+    }
+}
+
+fn parse_opt<T: std::str::FromStr>(v: Option<String>, what: &str) -> Result<Option<T>, Error> {
+    v.map(|s| {
+        s.parse()
+            .map_err(|_| Error::Corrupt(format!("{what} {s:?}")))
+    })
+    .transpose()
+}
+
+fn asn_from(v: Option<i64>) -> Result<Option<Asn>, Error> {
+    v.map(|a| {
+        u32::try_from(a)
+            .map(Asn)
+            .map_err(|_| Error::Corrupt(format!("AS number {a}")))
+    })
+    .transpose()
+}
+
+fn port_from(v: i32) -> Result<u16, Error> {
+    u16::try_from(v).map_err(|_| Error::Corrupt(format!("port {v}")))
+}
+
+/// The family as stored: the empty string for an unattributed record.
+fn family_from(s: String) -> Result<Option<Family>, Error> {
+    parse_opt(Some(s).filter(|f| !f.is_empty()), "family")
+}
+
+fn record_from_row(r: &Row) -> Result<HostRecord, Error> {
+    let day: i64 = col(r, 0)?;
+    let ip = ip_from_bytes(col(r, 1)?)?;
+    let family = family_from(col(r, 2)?)?;
+    Ok(HostRecord {
+        id: crate::record::record_id(ip, family.as_ref(), day),
+        ip,
+        family,
+        day,
+        first_seen: Timestamp(col(r, 3)?),
+        last_seen: Timestamp(col(r, 4)?),
+        count: to_u64(col(r, 5)?, "count")?,
+        network: Network {
+            prefix: parse_opt(col(r, 6)?, "prefix")?,
+            asn: asn_from(col(r, 7)?)?,
+            as_name: col(r, 8)?,
+            country: parse_opt(col(r, 9)?, "country")?,
+        },
+        sample_url: col(r, 10)?,
+        sample_host: col(r, 11)?,
+        sample_agent: col(r, 12)?,
+        dst_port: port_from(col(r, 13)?)?,
+        nat_suspected: col(r, 14)?,
+        modified: Timestamp(col(r, 15)?),
+    })
+}
+
+fn event_from_row(r: &Row) -> Result<(EventId, Event), Error> {
+    let id = EventId(to_u64(col(r, 0)?, "event id")?);
+    let protocol: String = col(r, 7)?;
+    let sensor: String = col(r, 19)?;
+    let has_network: bool = col(r, 21)?;
+    let network = if has_network {
+        Some(Network {
+            prefix: parse_opt(col(r, 22)?, "prefix")?,
+            asn: asn_from(col(r, 23)?)?,
+            as_name: col(r, 24)?,
+            country: parse_opt(col(r, 25)?, "country")?,
+        })
+    } else {
+        None
+    };
+    let event = Event {
+        timestamp: Timestamp(col(r, 1)?),
+        kind: kind_from_code(col(r, 2)?)?,
+        src_ip: ip_from_bytes(col(r, 3)?)?,
+        src_port: port_from(col(r, 4)?)?,
+        dst_ip: ip_from_bytes(col(r, 5)?)?,
+        dst_port: port_from(col(r, 6)?)?,
+        protocol: protocol
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("protocol {protocol:?}")))?,
+        http_method: col(r, 8)?,
+        http_url: col(r, 9)?,
+        http_host: col(r, 10)?,
+        http_agent: col(r, 11)?,
+        http_referer: col(r, 12)?,
+        tls_sni: col(r, 13)?,
+        dns_qname: col(r, 14)?,
+        dns_qtype: col(r, 15)?,
+        payload: col(r, 16)?,
+        family: parse_opt(col(r, 17)?, "family")?,
+        tag: col(r, 18)?,
+        sensor: sensor
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("sensor {sensor:?}")))?,
+        malformed: col(r, 20)?,
+        network,
+    };
+    Ok((id, event))
+}
+
+/// The in-memory fold of one batch's events for one record.
+struct Fold<'a> {
+    first: i64,
+    last: i64,
+    count: i64,
+    latest: &'a Event,
+    latest_rank: Option<i64>,
+    agents: Vec<u32>,
+    ports: Vec<(i64, u16)>,
+}
+
+impl<'a> Fold<'a> {
+    fn new(e: &'a Event) -> Self {
+        Fold {
+            first: e.timestamp.0,
+            last: e.timestamp.0,
+            count: 0,
+            latest: e,
+            latest_rank: None,
+            agents: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, e: &'a Event) {
+        let ts = e.timestamp.0;
+        self.count += 1;
+        self.first = self.first.min(ts);
+        if ts > self.last {
+            self.last = ts;
+            self.latest = e;
+            self.latest_rank = None;
+        } else if ts == self.last && !std::ptr::eq(e, self.latest) {
+            let mine = *self
+                .latest_rank
+                .get_or_insert_with(|| sample_rank(self.latest));
+            let theirs = sample_rank(e);
+            if theirs > mine {
+                self.latest = e;
+                self.latest_rank = Some(theirs);
+            }
+        }
+        if let Some(a) = &e.http_agent {
+            self.agents.push(agent_hash(a));
+        }
+        self.ports
+            .push((ts.div_euclid(PORT_WINDOW_MICROS), e.src_port));
+    }
+
+    /// The sample's rank.
+    fn rank(&self) -> i64 {
+        self.latest_rank.unwrap_or_else(|| sample_rank(self.latest))
+    }
+
+    /// The agent set, the latest window with its ports, and whether the batch alone shows NAT.
+    fn sketches(&mut self) -> (Vec<i64>, i64, Vec<i32>, bool) {
+        self.agents.sort_unstable();
+        self.agents.dedup();
+        let agents: Vec<i64> = self
+            .agents
+            .iter()
+            .take(AGENT_K)
+            .map(|a| i64::from(*a))
+            .collect();
+        self.ports.sort_unstable();
+        self.ports.dedup();
+        let mut burst = false;
+        let mut i = 0;
+        while i < self.ports.len() {
+            let w = self.ports.get(i).map_or(0, |p| p.0);
+            let n = self.ports.iter().skip(i).take_while(|p| p.0 == w).count();
+            burst |= n >= PORT_NAT;
+            i += n;
+        }
+        let window = self.ports.last().map_or(0, |p| p.0);
+        let ports: Vec<i32> = self
+            .ports
+            .iter()
+            .filter(|p| p.0 == window)
+            .take(PORT_NAT)
+            .map(|p| i32::from(p.1))
+            .collect();
+        let nat = burst || agents.len() >= AGENT_NAT;
+        (agents, window, ports, nat)
+    }
+}
+
+/// The key of a host record: UTC day, stored address, family (empty if unattributed).
+type RecordKey<'a> = (i64, Vec<u8>, &'a str);
+
+/// Starts a read-only transaction that sees one snapshot throughout.
+fn snapshot(client: &mut Client) -> Result<Transaction<'_>, Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(Error::postgres("starting a read"))
+}
+
+/// Copies a batch into the event log under ids `first..`.
+fn log_events(tx: &mut Transaction<'_>, events: &[Event], first: i64) -> Result<(), Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY events ({EVENT_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .map_err(Error::postgres("appending events"))?;
+    let mut w = BinaryCopyInWriter::new(sink, EVENT_TYPES);
+    for (e, id) in events.iter().zip(first..) {
+        let n = e.network.as_ref();
+        let prefix = n.and_then(|n| n.prefix).map(|p| p.to_string());
+        let asn = n.and_then(|n| n.asn).map(|a| i64::from(a.0));
+        let as_name = n.and_then(|n| n.as_name.as_deref());
+        let country = n.and_then(|n| n.country.as_ref()).map(CountryCode::as_str);
+        let row: [&(dyn ToSql + Sync); 26] = [
+            &id,
+            &e.timestamp.0,
+            &kind_code(e.kind),
+            &ip_bytes(e.src_ip),
+            &i32::from(e.src_port),
+            &ip_bytes(e.dst_ip),
+            &i32::from(e.dst_port),
+            &e.protocol.as_str(),
+            &e.http_method,
+            &e.http_url,
+            &e.http_host,
+            &e.http_agent,
+            &e.http_referer,
+            &e.tls_sni,
+            &e.dns_qname,
+            &e.dns_qtype,
+            &e.payload,
+            &e.family.as_ref().map(Family::as_str),
+            &e.tag,
+            &e.sensor.as_str(),
+            &e.malformed,
+            &e.network.is_some(),
+            &prefix,
+            &asn,
+            &as_name,
+            &country,
+        ];
+        w.write(&row).map_err(Error::postgres("appending events"))?;
+    }
+    w.finish().map_err(Error::postgres("appending events"))?;
+    Ok(())
+}
+
+/// Copies one batch's folds into the staging table and merges them into the records.
+fn merge_folds(
+    tx: &mut Transaction<'_>,
+    folds: &mut HashMap<RecordKey<'_>, Fold<'_>>,
+    modified: i64,
+) -> Result<(), Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY record_stage ({STAGE_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .map_err(Error::postgres("staging host records"))?;
+    let mut w = BinaryCopyInWriter::new(sink, STAGE_TYPES);
+    for ((day, ip, family), fold) in folds.iter_mut() {
+        let (agents, window, ports, nat) = fold.sketches();
+        let rank = fold.rank();
+        let e = fold.latest;
+        let n = e.network.as_ref();
+        let prefix = n.and_then(|n| n.prefix).map(|p| p.to_string());
+        let asn = n.and_then(|n| n.asn).map(|a| i64::from(a.0));
+        let as_name = n.and_then(|n| n.as_name.as_deref());
+        let country = n.and_then(|n| n.country.as_ref()).map(CountryCode::as_str);
+        let row: [&(dyn ToSql + Sync); 20] = [
+            day,
+            ip,
+            family,
+            &fold.first,
+            &fold.last,
+            &fold.count,
+            &rank,
+            &prefix,
+            &asn,
+            &as_name,
+            &country,
+            &e.http_url,
+            &e.http_host,
+            &e.http_agent,
+            &i32::from(e.dst_port),
+            &agents,
+            &window,
+            &ports,
+            &nat,
+            &modified,
+        ];
+        w.write(&row)
+            .map_err(Error::postgres("staging host records"))?;
+    }
+    w.finish()
+        .map_err(Error::postgres("staging host records"))?;
+    tx.execute(MERGE_STAGE, &[])
+        .map_err(Error::postgres("merging host records"))?;
+    Ok(())
+}
+
+/// Builds the WHERE clause for a record filter, pushing its parameters.
+fn record_where(
+    filter: &RecordFilter,
+    params: &mut Vec<Box<dyn ToSql + Sync>>,
+) -> Result<String, Error> {
+    let mut conds: Vec<String> = Vec::new();
+    for set in &filter.within {
+        if set.is_empty() {
+            // An empty address space holds nothing: fail closed.
+            conds.push("false".into());
+            continue;
+        }
+        let mut any: Vec<String> = Vec::new();
+        if !set.asns.is_empty() {
+            let list: Vec<i64> = set.asns.iter().map(|a| i64::from(a.0)).collect();
+            let p = next(params, Box::new(list));
+            any.push(format!("asn = ANY({p}::int8[])"));
+        }
+        if !set.countries.is_empty() {
+            let list: Vec<String> = set.countries.iter().map(|c| c.as_str().into()).collect();
+            let p = next(params, Box::new(list));
+            any.push(format!("country = ANY({p}::text[])"));
+        }
+        let ranges = set.ranges()?;
+        if !ranges.is_empty() {
+            let (lo, hi): (Vec<Vec<u8>>, Vec<Vec<u8>>) = ranges.into_iter().unzip();
+            let lo = next(params, Box::new(lo));
+            let hi = next(params, Box::new(hi));
+            // Both ends of a range have the address's length, so IPv4
+            // ranges never match IPv6 addresses and the reverse.
+            any.push(format!(
+                "EXISTS (SELECT 1 FROM unnest({lo}::bytea[], {hi}::bytea[]) AS n (lo, hi)
+                 WHERE ip BETWEEN n.lo AND n.hi AND octet_length(ip) = octet_length(n.lo))"
+            ));
+        }
+        conds.push(format!("({})", any.join(" OR ")));
+    }
+    if !filter.families.is_empty() {
+        let list: Vec<String> = filter
+            .families
+            .iter()
+            .map(|f| f.as_str().to_owned())
+            .collect();
+        let p = next(params, Box::new(list));
+        conds.push(format!("family = ANY({p}::text[])"));
+    }
+    if let Some(since) = filter.since {
+        let p = next(params, Box::new(since.0));
+        conds.push(format!("modified > {p}"));
+    }
+    if let Some(d) = filter.first_day {
+        let p = next(params, Box::new(d));
+        conds.push(format!("day >= {p}"));
+    }
+    if let Some(d) = filter.last_day {
+        let p = next(params, Box::new(d));
+        conds.push(format!("day <= {p}"));
+    }
+    if let Some(nat) = filter.nat_suspected {
+        let p = next(params, Box::new(nat));
+        conds.push(format!("nat = {p}"));
+    }
+    if conds.is_empty() {
+        conds.push("true".into());
+    }
+    Ok(conds.join(" AND "))
+}
+
+/// Adds a parameter and returns its placeholder.
+fn next(params: &mut Vec<Box<dyn ToSql + Sync>>, v: Box<dyn ToSql + Sync>) -> String {
+    params.push(v);
+    format!("${}", params.len())
+}
+
+fn refs(params: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
+}
+
+impl EventStore for PgStore {
+    fn append_events(&self, events: &[Event]) -> Result<AppendReport, Error> {
+        // Fold before taking a session, so the transaction stays short.
+        let mut folds: HashMap<RecordKey<'_>, Fold<'_>> = HashMap::with_capacity(events.len());
+        let mut counts: HashMap<(i64, i16, &str), i64> = HashMap::new();
+        for e in events {
+            let day = e.timestamp.day();
+            let family = e.family.as_ref().map_or("", Family::as_str);
+            *counts.entry((day, kind_code(e.kind), family)).or_default() += 1;
+            if e.kind.counts_as_infection() {
+                folds
+                    .entry((day, ip_bytes(e.src_ip), family))
+                    .or_insert_with(|| Fold::new(e))
+                    .add(e);
+            }
+        }
+        let now = Timestamp::now().0;
+        let n_events = to_i64(events.len() as u64);
+        let modified = self.with(|c| {
+            let mut tx = c
+                .transaction()
+                .map_err(Error::postgres("starting a write transaction"))?;
+            // The clock row stays locked until commit, so appends commit in
+            // clock order: a delta pull that has seen `modified` = m never
+            // misses a later commit stamped below m. The clock never runs
+            // backwards, even if the wall clock steps back.
+            let modified: i64 = col(
+                &tx.query_one(
+                    "UPDATE meta SET value = GREATEST(value + 1, $1) WHERE key = 'clock'
+                     RETURNING value",
+                    &[&now],
+                )
+                .map_err(Error::postgres("advancing the record clock"))?,
+                0,
+            )?;
+            if !events.is_empty() {
+                // Ids come from a counter, not the table, so they are never reused.
+                let last: i64 = col(
+                    &tx.query_one(
+                        "UPDATE meta SET value = value + $1 WHERE key = 'event_seq'
+                         RETURNING value",
+                        &[&n_events],
+                    )
+                    .map_err(Error::postgres("allocating event ids"))?,
+                    0,
+                )?;
+                log_events(&mut tx, events, last - n_events + 1)?;
+            }
+            if !folds.is_empty() {
+                merge_folds(&mut tx, &mut folds, modified)?;
+            }
+            if !counts.is_empty() {
+                let (mut days, mut kinds, mut fams, mut ns) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for ((day, kind, family), n) in &counts {
+                    days.push(*day);
+                    kinds.push(*kind);
+                    fams.push(*family);
+                    ns.push(*n);
+                }
+                tx.execute(
+                    "INSERT INTO event_counts AS c (day, kind, family, count)
+                     SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::int8[])
+                     ON CONFLICT (day, kind, family) DO UPDATE SET count = c.count + excluded.count",
+                    &[&days, &kinds, &fams, &ns],
+                )
+                .map_err(Error::postgres("updating event counts"))?;
+            }
+            tx.commit()
+                .map_err(Error::postgres("committing an event batch"))?;
+            Ok(modified)
+        })?;
+        tracing::debug!(
+            events = events.len(),
+            records = folds.len(),
+            "Event batch committed."
+        );
+        Ok(AppendReport {
+            events: events.len() as u64,
+            records: folds.len() as u64,
+            modified: Timestamp(modified),
+        })
+    }
+
+    fn host_records(
+        &self,
+        filter: &RecordFilter,
+        cursor: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<RecordPage, Error> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
+        let mut clause = record_where(filter, &mut params)?;
+        if let Some(Cursor(c)) = cursor {
+            let base = params.len();
+            clause.push_str(&format!(
+                " AND (modified, day, ip, family) > (${}, ${}, ${}, ${})",
+                base + 1,
+                base + 2,
+                base + 3,
+                base + 4
+            ));
+            params.push(Box::new(c.modified));
+            params.push(Box::new(c.day));
+            params.push(Box::new(c.ip.clone()));
+            params.push(Box::new(c.family.clone()));
+        }
+        params.push(Box::new(limit as i64 + 1));
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM host_records WHERE {clause}
+             ORDER BY modified, day, ip, family LIMIT ${}",
+            params.len()
+        );
+        self.with(|c| {
+            let rows = c
+                .query(&sql, &refs(&params))
+                .map_err(Error::postgres("querying host records"))?;
+            let mut records = rows
+                .iter()
+                .map(record_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = if records.len() > limit {
+                records.truncate(limit);
+                records.last().map(|r| {
+                    Cursor(CursorKey {
+                        modified: r.modified.0,
+                        day: r.day,
+                        ip: ip_bytes(r.ip),
+                        family: r.family.as_ref().map_or("", Family::as_str).to_owned(),
+                    })
+                })
+            } else {
+                None
+            };
+            Ok(RecordPage { records, next })
+        })
+    }
+
+    fn host_record(&self, id: &str) -> Result<Option<HostRecord>, Error> {
+        let (ip, family, day) = parse_record_id(id)?;
+        let family = family.as_ref().map_or("", Family::as_str).to_owned();
+        self.with(|c| {
+            c.query_opt(
+                &format!(
+                    "SELECT {RECORD_COLUMNS} FROM host_records
+                     WHERE day = $1 AND ip = $2 AND family = $3"
+                ),
+                &[&day, &ip_bytes(ip), &family],
+            )
+            .map_err(Error::postgres("reading a host record"))?
+            .as_ref()
+            .map(record_from_row)
+            .transpose()
+        })
+    }
+
+    fn footprint(&self, filter: &RecordFilter, window: Window) -> Result<Vec<FootprintRow>, Error> {
+        let mut params = Vec::new();
+        let clause = record_where(filter, &mut params)?;
+        let bucket = match window {
+            Window::Day => "day",
+            // 1970-01-05, day 4, was a Monday.
+            Window::Week => "(day - mod(mod(day - 4, 7) + 7, 7))",
+        };
+        // NULLs sort first, as in SQLite.
+        let sql = format!(
+            "SELECT {bucket} AS bucket, family, country, asn, count(DISTINCT ip)
+             FROM host_records WHERE {clause}
+             GROUP BY bucket, family, country, asn
+             ORDER BY bucket, family, country NULLS FIRST, asn NULLS FIRST"
+        );
+        self.with(|c| {
+            c.query(&sql, &refs(&params))
+                .map_err(Error::postgres("computing a footprint"))?
+                .iter()
+                .map(|r| {
+                    Ok(FootprintRow {
+                        start_day: col(r, 0)?,
+                        family: family_from(col(r, 1)?)?,
+                        country: parse_opt(col(r, 2)?, "country")?,
+                        asn: asn_from(col(r, 3)?)?,
+                        unique_ips: to_u64(col(r, 4)?, "count")?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn event_counts(&self, first_day: i64, last_day: i64) -> Result<Vec<EventCount>, Error> {
+        self.with(|c| {
+            c.query(
+                "SELECT day, kind, family, count FROM event_counts
+                 WHERE day BETWEEN $1 AND $2 ORDER BY day, kind, family",
+                &[&first_day, &last_day],
+            )
+            .map_err(Error::postgres("reading event counts"))?
+            .iter()
+            .map(|r| {
+                Ok(EventCount {
+                    day: col(r, 0)?,
+                    kind: kind_from_code(col(r, 1)?)?,
+                    family: family_from(col(r, 2)?)?,
+                    count: to_u64(col(r, 3)?, "count")?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn scan_events(
+        &self,
+        query: &EventQuery,
+        f: &mut dyn FnMut(EventId, Event) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let after = query.after.map_or(0, |e| to_i64(e.0));
+        let from = query.from.map_or(i64::MIN, |t| t.0);
+        let until = query.until.map_or(i64::MAX, |t| t.0);
+        self.with(|c| {
+            let mut tx = snapshot(c)?;
+            let portal = tx
+                .bind(
+                    &format!(
+                        "SELECT {EVENT_COLUMNS} FROM events
+                         WHERE id > $1 AND ts >= $2 AND ts < $3 ORDER BY id"
+                    ),
+                    &[&after, &from, &until],
+                )
+                .map_err(Error::postgres("scanning events"))?;
+            loop {
+                let rows = tx
+                    .query_portal(&portal, SCAN_BATCH)
+                    .map_err(Error::postgres("scanning events"))?;
+                let last = rows.len() < SCAN_BATCH as usize;
+                for r in &rows {
+                    let (id, e) = event_from_row(r)?;
+                    if f(id, e).is_break() {
+                        return Ok(());
+                    }
+                }
+                if last {
+                    return Ok(());
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_sql_uses_the_documented_thresholds() {
+        assert!(MERGE_STAGE.contains(&format!("ORDER BY a LIMIT {AGENT_K})")));
+        assert!(MERGE_STAGE.contains(&format!("ORDER BY p LIMIT {PORT_NAT})")));
+        assert!(MERGE_STAGE.contains(&format!("AS a) >= {AGENT_NAT}")));
+        assert!(MERGE_STAGE.contains(&format!("AS p) >= {PORT_NAT}")));
+    }
+}
