@@ -31,12 +31,23 @@ pub struct Global {
         value_name = "DIR"
     )]
     data: Option<PathBuf>,
+    /// Keep banks, events and host records in PostgreSQL at this connection
+    /// string (`postgres://user@host/db` or `host=/run/postgresql dbname=takedown`)
+    /// instead of the SQLite file in the data directory. Bank indexes and
+    /// enrichment data stay in the data directory.
+    #[arg(long, env = "TAKEDOWN_STORE", global = true, value_name = "URL")]
+    store: Option<String>,
     /// Log filter, such as `info` or `takedown_sinkhole=debug`.
     #[arg(long, env = "TAKEDOWN_LOG", global = true, default_value = "warn")]
     log: String,
 }
 
 impl Global {
+    /// The PostgreSQL connection string, when the store lives there.
+    pub fn store_url(&self) -> Option<&str> {
+        self.store.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// The data directory, created if missing.
     pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
         let dir = match &self.data {

@@ -9,11 +9,52 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use takedown_enrich::Enricher;
 use takedown_ingest::Lookup;
-use takedown_store::SqliteStore;
+use takedown_store::{PgStore, SqliteStore, Store};
 use tracing::{info, warn};
 
-/// Opens (creating if needed) the store in the data directory.
-pub(crate) fn open_store(data: &Path) -> anyhow::Result<SqliteStore> {
+use crate::Global;
+
+/// The store a command works on: the SQLite file in the data directory, or
+/// PostgreSQL when `--store` (`TAKEDOWN_STORE`) names a server.
+pub(crate) enum OpenStore {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(Arc<PgStore>),
+}
+
+impl OpenStore {
+    /// The store behind the common traits.
+    pub(crate) fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            OpenStore::Sqlite(s) => Arc::clone(s) as Arc<dyn Store>,
+            OpenStore::Postgres(p) => Arc::clone(p) as Arc<dyn Store>,
+        }
+    }
+
+    /// The SQLite store, for what only it has (such as tuning its merges).
+    pub(crate) fn sqlite(&self) -> Option<&Arc<SqliteStore>> {
+        match self {
+            OpenStore::Sqlite(s) => Some(s),
+            OpenStore::Postgres(_) => None,
+        }
+    }
+}
+
+/// Opens the store the global options name, creating it if needed.
+pub(crate) fn open_store(global: &Global, data: &Path) -> anyhow::Result<OpenStore> {
+    match global.store_url() {
+        Some(url) => {
+            let store = PgStore::connect(url).with_context(|| {
+                "opening the PostgreSQL store named by --store (TAKEDOWN_STORE); check the \
+                 connection string, or leave it unset to use the data directory"
+            })?;
+            Ok(OpenStore::Postgres(Arc::new(store)))
+        }
+        None => Ok(OpenStore::Sqlite(Arc::new(open_sqlite(data)?))),
+    }
+}
+
+/// Opens (creating if needed) the SQLite store in the data directory.
+pub(crate) fn open_sqlite(data: &Path) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(data).with_context(|| {
         format!(
             "opening the store in {}; choose another directory with --data DIR or TAKEDOWN_DATA",

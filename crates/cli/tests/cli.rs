@@ -10,5 +10,7 @@ mod durability;
 mod hash;
 #[path = "cli/import_export.rs"]
 mod import_export;
+#[path = "cli/postgres.rs"]
+mod postgres;
 #[path = "cli/stream.rs"]
 mod stream;

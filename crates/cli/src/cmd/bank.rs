@@ -9,7 +9,7 @@ use anyhow::Context;
 use indicatif::ProgressBar;
 use takedown_bank::{Format, Parser, Record};
 use takedown_pdq::Quality;
-use takedown_store::{BankName, BankStore, MatchRadius, NewEntry, SqliteStore};
+use takedown_store::{BankName, MatchRadius, NewEntry, Store};
 
 use crate::Global;
 use crate::support::{index_dir, open_store, progress_bar};
@@ -94,7 +94,7 @@ enum Action {
 /// Runs `takedown bank`.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = open_store(&data)?;
+    let store = open_store(global, &data)?.shared();
     match args.action {
         Action::Create {
             name,
@@ -161,7 +161,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             }
             let default_quality = Quality::new(default_quality)?;
             return import(
-                &store,
+                &*store,
                 &data,
                 &name,
                 &files,
@@ -227,7 +227,7 @@ impl<R: Read> Read for Counting<R> {
 
 #[allow(clippy::too_many_arguments)]
 fn import(
-    store: &SqliteStore,
+    store: &dyn Store,
     data: &Path,
     name: &BankName,
     files: &[PathBuf],

@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::Global;
-use crate::support::{load_enricher, open_store, progress_bar};
+use crate::support::{load_enricher, open_sqlite, progress_bar};
 
 /// Arguments of `takedown demo`.
 #[derive(Debug, clap::Args)]
@@ -96,7 +96,9 @@ const CONCURRENCY: usize = 64;
 /// Runs `takedown demo`.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = Arc::new(open_store(&data)?);
+    // The demo replays a simulated botnet, so it always writes the SQLite
+    // store of its own data directory, never a shared PostgreSQL store.
+    let store = Arc::new(open_sqlite(&data)?);
     if !args.allow_existing && !store_is_empty(&*store)? {
         anyhow::bail!(
             "the store in {} already holds events; the demo writes synthetic check-ins, so point \

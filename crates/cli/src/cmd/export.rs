@@ -8,7 +8,7 @@ use anyhow::Context;
 use ipnet::IpNet;
 use takedown_event::{Asn, CountryCode, Family, Timestamp};
 use takedown_feeds::{FeedOptions, FeedWriter, Format, Severity};
-use takedown_store::{EventStore, NetworkSet, RecordFilter, SqliteStore};
+use takedown_store::{NetworkSet, RecordFilter, Store};
 use tracing::info;
 
 use crate::Global;
@@ -65,7 +65,7 @@ fn parse_severity(s: &str) -> Result<Severity, String> {
 /// Runs `takedown export`.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = open_store(&data)?;
+    let store = open_store(global, &data)?.shared();
     let filter = filter(&args);
     let mut options = FeedOptions::new(Timestamp::now());
     options.severity = args.severity;
@@ -81,14 +81,14 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             let tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("creating a file in {}", dir.display()))?;
             let (file, tmp_path) = tmp.into_parts();
-            let n = write(&store, &filter, args.format, options, BufWriter::new(file))?;
+            let n = write(&*store, &filter, args.format, options, BufWriter::new(file))?;
             tmp_path
                 .persist(path)
                 .with_context(|| format!("writing {}", path.display()))?;
             n
         }
         None => write(
-            &store,
+            &*store,
             &filter,
             args.format,
             options,
@@ -130,7 +130,7 @@ fn filter(args: &Args) -> RecordFilter {
 }
 
 fn write<W: Write>(
-    store: &SqliteStore,
+    store: &dyn Store,
     filter: &RecordFilter,
     format: Format,
     options: FeedOptions,

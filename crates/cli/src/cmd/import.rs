@@ -12,7 +12,7 @@ use takedown_event::SensorId;
 use takedown_ingest::{
     ImportFormat, LogReader, Lookup, Pipeline, PipelineConfig, RowError, StoreSink,
 };
-use takedown_store::SqliteStore;
+use takedown_store::Store;
 use tracing::{debug, info};
 
 use crate::Global;
@@ -84,8 +84,12 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    let store = Arc::new(open_store(&data)?);
-    store.set_compact_threshold(IMPORT_COMPACT_AT);
+    let opened = open_store(global, &data)?;
+    let sqlite = opened.sqlite().cloned();
+    if let Some(s) = &sqlite {
+        s.set_compact_threshold(IMPORT_COMPACT_AT);
+    }
+    let store = opened.shared();
     let lookup = load_enricher(&data)?;
     let config = PipelineConfig {
         batch_size: args.batch_size,
@@ -96,7 +100,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let started = Instant::now();
-    let outcome = rt.block_on(import(&args, config, lookup, store))?;
+    let outcome = rt.block_on(import(&args, config, lookup, store, sqlite))?;
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 {
         outcome.committed as f64 / secs
@@ -133,7 +137,8 @@ async fn import(
     args: &Args,
     config: PipelineConfig,
     lookup: Option<Arc<dyn Lookup>>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
+    sqlite: Option<Arc<takedown_store::SqliteStore>>,
 ) -> anyhow::Result<Outcome> {
     let pipeline = Pipeline::spawn(&config, lookup, Box::new(StoreSink(Arc::clone(&store))))?;
     let total: u64 = args
@@ -194,10 +199,13 @@ async fn import(
     let stats = pipeline.shutdown().await?;
     // Every batch is durable already; this merges the record deltas left
     // pending, so the records are ready when the import returns.
-    tokio::task::spawn_blocking(move || store.compact())
-        .await
-        .context("the record merge stopped abnormally")?
-        .context("merging the imported events into host records")?;
+    // (PostgreSQL merges records as each batch commits.)
+    if let Some(sqlite) = sqlite {
+        tokio::task::spawn_blocking(move || sqlite.compact())
+            .await
+            .context("the record merge stopped abnormally")?
+            .context("merging the imported events into host records")?;
+    }
     bar.finish_and_clear();
     Ok(Outcome {
         committed: stats.committed,

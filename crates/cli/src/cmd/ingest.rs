@@ -1,7 +1,6 @@
 //! `takedown ingest`: consume the NATS JetStream event stream into the store.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use takedown_ingest::{Pipeline, PipelineConfig, StoreSink};
@@ -34,7 +33,7 @@ pub(crate) struct Args {
 /// received and acknowledges it.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = Arc::new(open_store(&data)?);
+    let store = open_store(global, &data)?.shared();
     let lookup = load_enricher(&data)?;
     let stream = StreamConfig {
         stream: args.stream,

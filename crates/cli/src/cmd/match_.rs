@@ -8,7 +8,6 @@ use takedown_bank::{BankIndex, MatchOptions, Matcher};
 use takedown_image::Options;
 use takedown_index::{Query, Radius};
 use takedown_pdq::{PdqHash, Quality, Transform};
-use takedown_store::BankStore;
 
 use crate::Global;
 use crate::support::{expand_paths, index_dir, open_store};
@@ -37,7 +36,7 @@ pub(crate) struct Args {
 /// Runs `takedown match`: prints `query,bank,entry_id,transform,distance` per hit.
 pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     let data = global.data_dir()?;
-    let store = open_store(&data)?;
+    let store = open_store(global, &data)?.shared();
     let all = store.banks()?;
     for name in &args.banks {
         if !all.iter().any(|b| b.name.as_str() == name) {
@@ -52,7 +51,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             args.banks.iter().any(|n| n == b.name.as_str())
         }
     }) {
-        let (index, _) = takedown_bank::sync::load_index(&store, bank, &index_dir(&data))?;
+        let (index, _) = takedown_bank::sync::load_index(&*store, bank, &index_dir(&data))?;
         matcher.add(BankIndex {
             name: Arc::from(bank.name.as_str()),
             enabled: bank.enabled,

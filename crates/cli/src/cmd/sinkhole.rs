@@ -64,7 +64,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
             info!(servers = %stream.servers.join(","), stream = %stream.stream, "Publishing to the event stream.");
             Box::new(publisher)
         }
-        None => Box::new(StoreSink(Arc::new(open_store(&data)?))),
+        None => Box::new(StoreSink(open_store(global, &data)?.shared())),
     };
     let lookup = load_enricher(&data)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
