@@ -410,7 +410,11 @@ fn put_table<V: Codec + Copy>(out: &mut Vec<u8>, t: Option<&PrefixTable<V>>) {
 }
 
 /// Decodes a cache file, checking it against the current `stamp`.
-pub(crate) fn decode<R: Read>(mut input: R, stamp: &[u8]) -> Result<Tables, CacheMiss> {
+pub(crate) fn decode<R: Read>(
+    mut input: R,
+    input_len: u64,
+    stamp: &[u8],
+) -> Result<Tables, CacheMiss> {
     let mut head = [0u8; HEADER];
     input
         .read_exact(&mut head)
@@ -427,6 +431,12 @@ pub(crate) fn decode<R: Read>(mut input: R, stamp: &[u8]) -> Result<Tables, Cach
         .and_then(|b| b.first_chunk())
         .map(|a| u64::from_le_bytes(*a))
         .ok_or(CacheMiss::Damaged)?;
+    // Every count in the body is checked against the bytes left before it
+    // sizes an allocation, so the body length must be the true one, not
+    // just what the header claims.
+    if input_len.checked_sub(HEADER as u64) != Some(body_len) {
+        return Err(CacheMiss::Damaged);
+    }
     let mut r = Reader::new(input, body_len);
     // The stamp comes first, so a stale cache is told apart from a damaged
     // one (and dropped) without reading the rest.
@@ -502,7 +512,7 @@ pub fn fuzz(bytes: &[u8]) -> Result<usize, CacheMiss> {
         .and_then(|a| usize::try_from(u64::from_le_bytes(*a)).ok())
         .and_then(|n| bytes.get(HEADER + 8..(HEADER + 8).checked_add(n)?))
         .unwrap_or_default();
-    let t = decode(bytes, stamp)?;
+    let t = decode(bytes, bytes.len() as u64, stamp)?;
     let count = |r: (usize, usize)| r.0.saturating_add(r.1);
     Ok(t.asn.map_or(0, |t| count(t.ranges())) + t.country.map_or(0, |t| count(t.ranges())))
 }
@@ -510,7 +520,8 @@ pub fn fuzz(bytes: &[u8]) -> Result<usize, CacheMiss> {
 /// Reads and decodes the cache at `path`.
 pub(crate) fn load(path: &Path, stamp: &[u8]) -> Result<Tables, CacheMiss> {
     let file = std::fs::File::open(path).map_err(|_| CacheMiss::Missing)?;
-    decode(file, stamp)
+    let len = file.metadata().map_err(|_| CacheMiss::Missing)?.len();
+    decode(file, len, stamp)
 }
 
 /// Writes `bytes` as the cache in `dir`: to a temporary name first, then
@@ -529,6 +540,17 @@ pub(crate) fn save(dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    /// Found by fuzzing: a header claiming a longer body than the file
+    /// holds let a count size a huge allocation before the read failed.
+    #[test]
+    fn a_body_longer_than_the_file_is_damaged() {
+        let bytes = [
+            84, 75, 68, 78, 69, 78, 82, 67, 1, 0, 0, 0, 0, 92, 92, 92, 170, 163, 163, 163, 163,
+            163, 163, 163, 163, 163, 179, 255, 255, 255, 124, 43,
+        ];
+        assert!(fuzz(&bytes).is_err());
+    }
+
     use super::*;
     use crate::PrefixTableBuilder;
     use proptest::prelude::*;
@@ -574,12 +596,12 @@ mod tests {
             names.intern("Example");
             names.freeze();
             let bytes = encoded(&t, &names);
-            let back = decode(bytes.as_slice(), b"stamp").unwrap();
+            let back = decode(bytes.as_slice(), bytes.len() as u64, b"stamp").unwrap();
             prop_assert_eq!(back.country.as_ref(), Some(&t));
             prop_assert!(back.asn.is_none());
             prop_assert_eq!(&back.names, &names);
             prop_assert_eq!(back.sources.len(), 1);
-            prop_assert_eq!(decode(bytes.as_slice(), b"other").err(), Some(CacheMiss::Stale));
+            prop_assert_eq!(decode(bytes.as_slice(), bytes.len() as u64, b"other").err(), Some(CacheMiss::Stale));
         }
 
         #[test]
@@ -598,14 +620,14 @@ mod tests {
             reseal(&mut bytes);
             // Either outcome is fine; what matters is no panic and no
             // oversized allocation.
-            let _ = decode(bytes.as_slice(), b"stamp");
+            let _ = decode(bytes.as_slice(), bytes.len() as u64, b"stamp");
             let _ = fuzz(&bytes);
             let keep = HEADER + cut.index(body);
             bytes.truncate(keep);
             let len = (bytes.len() - HEADER) as u64;
             bytes[16..24].copy_from_slice(&len.to_le_bytes());
             reseal(&mut bytes);
-            let _ = decode(bytes.as_slice(), b"stamp");
+            let _ = decode(bytes.as_slice(), bytes.len() as u64, b"stamp");
         }
     }
 
@@ -626,7 +648,7 @@ mod tests {
         bytes[HEADER..HEADER + 8].copy_from_slice(&u64::MAX.to_le_bytes());
         reseal(&mut bytes);
         assert_eq!(
-            decode(bytes.as_slice(), b"stamp").err(),
+            decode(bytes.as_slice(), bytes.len() as u64, b"stamp").err(),
             Some(CacheMiss::Damaged)
         );
     }
