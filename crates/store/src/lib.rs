@@ -40,6 +40,7 @@
 
 mod bank;
 mod error;
+mod fold;
 mod postgres;
 mod record;
 mod sqlite;

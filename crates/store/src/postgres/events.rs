@@ -31,13 +31,15 @@ use takedown_event::{Asn, CountryCode, Event, EventKind, Family, HostRecord, Net
 use super::banks::col;
 use super::{PgStore, to_i64, to_u64};
 use crate::Error;
+use crate::fold::Fold;
 use crate::record::{
     AppendReport, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore, FootprintRow,
     MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes, parse_record_id,
 };
-use crate::sqlite::{AGENT_K, AGENT_NAT, PORT_NAT, PORT_WINDOW_SECS, agent_hash, sample_rank};
-
-const PORT_WINDOW_MICROS: i64 = PORT_WINDOW_SECS * 1_000_000;
+#[cfg(doc)]
+use crate::sqlite::PORT_WINDOW_SECS;
+#[cfg(any(doc, test))]
+use crate::sqlite::{AGENT_K, AGENT_NAT, PORT_NAT};
 
 /// Rows fetched per round trip while streaming a scan.
 const SCAN_BATCH: i32 = 1024;
@@ -303,93 +305,6 @@ fn event_from_row(r: &Row) -> Result<(EventId, Event), Error> {
     Ok((id, event))
 }
 
-/// The in-memory fold of one batch's events for one record.
-struct Fold<'a> {
-    first: i64,
-    last: i64,
-    count: i64,
-    latest: &'a Event,
-    latest_rank: Option<i64>,
-    agents: Vec<u32>,
-    ports: Vec<(i64, u16)>,
-}
-
-impl<'a> Fold<'a> {
-    fn new(e: &'a Event) -> Self {
-        Fold {
-            first: e.timestamp.0,
-            last: e.timestamp.0,
-            count: 0,
-            latest: e,
-            latest_rank: None,
-            agents: Vec::new(),
-            ports: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, e: &'a Event) {
-        let ts = e.timestamp.0;
-        self.count += 1;
-        self.first = self.first.min(ts);
-        if ts > self.last {
-            self.last = ts;
-            self.latest = e;
-            self.latest_rank = None;
-        } else if ts == self.last && !std::ptr::eq(e, self.latest) {
-            let mine = *self
-                .latest_rank
-                .get_or_insert_with(|| sample_rank(self.latest));
-            let theirs = sample_rank(e);
-            if theirs > mine {
-                self.latest = e;
-                self.latest_rank = Some(theirs);
-            }
-        }
-        if let Some(a) = &e.http_agent {
-            self.agents.push(agent_hash(a));
-        }
-        self.ports
-            .push((ts.div_euclid(PORT_WINDOW_MICROS), e.src_port));
-    }
-
-    /// The sample's rank.
-    fn rank(&self) -> i64 {
-        self.latest_rank.unwrap_or_else(|| sample_rank(self.latest))
-    }
-
-    /// The agent set, the latest window with its ports, and whether the batch alone shows NAT.
-    fn sketches(&mut self) -> (Vec<i64>, i64, Vec<i32>, bool) {
-        self.agents.sort_unstable();
-        self.agents.dedup();
-        let agents: Vec<i64> = self
-            .agents
-            .iter()
-            .take(AGENT_K)
-            .map(|a| i64::from(*a))
-            .collect();
-        self.ports.sort_unstable();
-        self.ports.dedup();
-        let mut burst = false;
-        let mut i = 0;
-        while i < self.ports.len() {
-            let w = self.ports.get(i).map_or(0, |p| p.0);
-            let n = self.ports.iter().skip(i).take_while(|p| p.0 == w).count();
-            burst |= n >= PORT_NAT;
-            i += n;
-        }
-        let window = self.ports.last().map_or(0, |p| p.0);
-        let ports: Vec<i32> = self
-            .ports
-            .iter()
-            .filter(|p| p.0 == window)
-            .take(PORT_NAT)
-            .map(|p| i32::from(p.1))
-            .collect();
-        let nat = burst || agents.len() >= AGENT_NAT;
-        (agents, window, ports, nat)
-    }
-}
-
 /// The key of a host record: UTC day, stored address, family (empty if unattributed).
 type RecordKey<'a> = (i64, Vec<u8>, &'a str);
 
@@ -464,7 +379,11 @@ fn merge_folds(
         .map_err(Error::postgres("staging host records"))?;
     let mut w = BinaryCopyInWriter::new(sink, STAGE_TYPES);
     for ((day, ip, family), fold) in folds.iter_mut() {
-        let (agents, window, ports, nat) = fold.sketches();
+        let sketches = fold.sketches();
+        let agents: Vec<i64> = sketches.agents.iter().map(|&a| i64::from(a)).collect();
+        let ports: Vec<i32> = sketches.ports.iter().map(|&p| i32::from(p)).collect();
+        let (window, nat) = (sketches.window, sketches.nat);
+        let count = to_i64(fold.count);
         let rank = fold.rank();
         let e = fold.latest;
         let n = e.network.as_ref();
@@ -478,7 +397,7 @@ fn merge_folds(
             family,
             &fold.first,
             &fold.last,
-            &fold.count,
+            &count,
             &rank,
             &prefix,
             &asn,

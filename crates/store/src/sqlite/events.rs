@@ -30,7 +30,6 @@
 //!   older window split across batches by late delivery can go unnoticed.
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
@@ -42,6 +41,7 @@ use takedown_event::{Asn, CountryCode, Event, EventKind, Family, HostRecord, Net
 use super::segment::{self, FxMap};
 use super::{SqliteStore, to_i64, to_u64};
 use crate::Error;
+use crate::fold::{Fold, IpKey};
 use crate::record::{
     AppendReport, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore, FootprintRow,
     MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes, parse_record_id,
@@ -58,7 +58,6 @@ pub const PORT_WINDOW_SECS: i64 = 10;
 
 const PORT_K: usize = PORT_NAT;
 const AGENT_WIDTH: usize = 4;
-const PORT_WINDOW_MICROS: i64 = PORT_WINDOW_SECS * 1_000_000;
 
 /// Registers the SQL functions the record merge uses.
 pub(super) fn register_functions(conn: &Connection) -> Result<(), Error> {
@@ -123,76 +122,6 @@ pub(crate) fn union_sorted(a: &[u8], b: &[u8], width: usize, k: usize) -> Vec<u8
     out
 }
 
-/// A fixed 64-bit hash, eight bytes per step: ranks and agent hashes are
-/// stored, so they must agree across processes, platforms and versions.
-/// (The standard library's hashers are randomly keyed or unspecified.)
-fn mix(h: &mut u64, bytes: &[u8]) {
-    const K: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        *h = (*h ^ u64::from_le_bytes(w)).wrapping_mul(K).rotate_left(31);
-    }
-    let mut w = [0u8; 8];
-    let rest = chunks.remainder();
-    w[..rest.len()].copy_from_slice(rest);
-    // The length goes in too, so "a" and "a\0" differ.
-    *h = (*h ^ u64::from_le_bytes(w) ^ ((bytes.len() as u64) << 56))
-        .wrapping_mul(K)
-        .rotate_left(31);
-}
-
-/// The final avalanche, so every input bit reaches the top bits compared first.
-fn finish(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
-}
-
-const SEED: u64 = 0x7464_2d73_746f_7265;
-
-pub(crate) fn agent_hash(agent: &str) -> u32 {
-    let mut h = SEED;
-    mix(&mut h, agent.as_bytes());
-    (finish(h) >> 32) as u32
-}
-
-/// The tie-break between samples with equal timestamps.
-pub(crate) fn sample_rank(e: &Event) -> i64 {
-    let mut h = SEED;
-    let opt = |h: &mut u64, s: Option<&String>| match s {
-        Some(s) => mix(h, s.as_bytes()),
-        // Absent differs from empty: the empty string still mixes in its length.
-        None => mix(h, &[0xff; 9]),
-    };
-    opt(&mut h, e.http_url.as_ref());
-    opt(&mut h, e.http_host.as_ref());
-    opt(&mut h, e.http_agent.as_ref());
-    let n = e.network.as_ref();
-    let prefix = n.and_then(|n| n.prefix);
-    let mut fixed = [0u8; 32];
-    fixed[..2].copy_from_slice(&e.dst_port.to_be_bytes());
-    if let Some(p) = prefix {
-        let k = IpKey::new(p.addr());
-        fixed[2..18].copy_from_slice(&k.bytes);
-        fixed[18] = p.prefix_len();
-        fixed[19] = k.len;
-    }
-    if let Some(a) = n.and_then(|n| n.asn) {
-        fixed[20] = 1;
-        fixed[21..25].copy_from_slice(&a.0.to_be_bytes());
-    }
-    if let Some(c) = n.and_then(|n| n.country) {
-        fixed[25..27].copy_from_slice(c.as_str().as_bytes());
-    }
-    mix(&mut h, &fixed);
-    opt(&mut h, n.and_then(|n| n.as_name.as_ref()));
-    finish(h) as i64
-}
-
 fn kind_code(k: EventKind) -> i64 {
     match k {
         EventKind::Http => 0,
@@ -207,116 +136,6 @@ fn kind_from_code(c: i64) -> Result<EventKind, Error> {
         1 => Ok(EventKind::Tcp),
         2 => Ok(EventKind::Dns),
         _ => Err(Error::Corrupt(format!("event kind {c}"))),
-    }
-}
-
-/// An address as stored, without allocating: 4 bytes for IPv4, 16 for IPv6.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct IpKey {
-    len: u8,
-    bytes: [u8; 16],
-}
-
-impl IpKey {
-    fn new(ip: IpAddr) -> Self {
-        let mut bytes = [0; 16];
-        match ip.to_canonical() {
-            IpAddr::V4(a) => {
-                bytes[..4].copy_from_slice(&a.octets());
-                IpKey { len: 4, bytes }
-            }
-            IpAddr::V6(a) => IpKey {
-                len: 16,
-                bytes: a.octets(),
-            },
-        }
-    }
-
-    /// The stored bytes; slices order like SQLite blobs (bytes, then length).
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-}
-
-/// The in-memory fold of one batch's events for one record.
-struct Fold<'a> {
-    first: i64,
-    last: i64,
-    count: u64,
-    latest: &'a Event,
-    latest_rank: Option<i64>,
-    agents: Vec<u32>,
-    ports: Vec<(i64, u16)>,
-}
-
-impl<'a> Fold<'a> {
-    fn new(e: &'a Event) -> Self {
-        Fold {
-            first: e.timestamp.0,
-            last: e.timestamp.0,
-            count: 0,
-            latest: e,
-            latest_rank: None,
-            agents: Vec::new(),
-            ports: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, e: &'a Event) {
-        let ts = e.timestamp.0;
-        self.count += 1;
-        self.first = self.first.min(ts);
-        if ts > self.last {
-            self.last = ts;
-            self.latest = e;
-            self.latest_rank = None;
-        } else if ts == self.last && !std::ptr::eq(e, self.latest) {
-            let mine = *self
-                .latest_rank
-                .get_or_insert_with(|| sample_rank(self.latest));
-            let theirs = sample_rank(e);
-            if theirs > mine {
-                self.latest = e;
-                self.latest_rank = Some(theirs);
-            }
-        }
-        if let Some(a) = &e.http_agent {
-            self.agents.push(agent_hash(a));
-        }
-        self.ports
-            .push((ts.div_euclid(PORT_WINDOW_MICROS), e.src_port));
-    }
-
-    /// The agent set, the latest window with its ports, and whether any window in the batch was a burst.
-    fn sketches(&mut self) -> (Vec<u8>, i64, Vec<u8>, bool) {
-        self.agents.sort_unstable();
-        self.agents.dedup();
-        let agents: Vec<u8> = self
-            .agents
-            .iter()
-            .take(AGENT_K)
-            .flat_map(|a| a.to_be_bytes())
-            .collect();
-        self.ports.sort_unstable();
-        self.ports.dedup();
-        let mut burst = false;
-        let mut i = 0;
-        while i < self.ports.len() {
-            let w = self.ports[i].0;
-            let n = self.ports[i..].iter().take_while(|p| p.0 == w).count();
-            burst |= n >= PORT_NAT;
-            i += n;
-        }
-        let window = self.ports.last().map_or(0, |p| p.0);
-        let ports: Vec<u8> = self
-            .ports
-            .iter()
-            .filter(|p| p.0 == window)
-            .take(PORT_K)
-            .flat_map(|p| p.1.to_be_bytes())
-            .collect();
-        let nat = burst || agents.len() / AGENT_WIDTH >= AGENT_NAT;
-        (agents, window, ports, nat)
     }
 }
 
@@ -605,11 +424,19 @@ const MIN_DELTA_BYTES: usize = 20;
 fn encode_deltas<'a>(folds: &mut [(&(i64, IpKey, &'a str), &mut Fold<'a>)]) -> Vec<u8> {
     let mut w = segment::Writer::new(folds.len(), folds.len() * 48);
     for ((day, ip, family), fold) in folds.iter_mut() {
-        let (agents, window, ports, nat) = fold.sketches();
-        let rank = match fold.latest_rank {
-            Some(r) => r,
-            None => sample_rank(fold.latest),
-        };
+        let sketches = fold.sketches();
+        let agents: Vec<u8> = sketches
+            .agents
+            .iter()
+            .flat_map(|a| a.to_be_bytes())
+            .collect();
+        let ports: Vec<u8> = sketches
+            .ports
+            .iter()
+            .flat_map(|p| p.to_be_bytes())
+            .collect();
+        let (window, nat) = (sketches.window, sketches.nat);
+        let rank = fold.rank();
         let e: &'a Event = fold.latest;
         let n = e.network.as_ref();
         w.signed(*day);

@@ -15,9 +15,6 @@ use rusqlite::{Connection, OpenFlags};
 use crate::Error;
 
 pub use events::{AGENT_K, AGENT_NAT, PORT_NAT, PORT_WINDOW_SECS};
-/// The fixed hashes behind host-record folding, shared with the other stores
-/// so that every store folds the same events into the same records.
-pub(crate) use events::{agent_hash, sample_rank};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "takedown.db";
