@@ -9,7 +9,9 @@
 # The server lives in a fresh directory under /tmp (or $TAKEDOWN_PG_DIR),
 # listens only on a Unix socket in that directory, and trusts local logins:
 # it is for tests, never for data you want to keep. Because the data is
-# throwaway, it runs without fsync, which makes the suite several times faster.
+# throwaway, it runs without fsync, which makes the suite several times faster;
+# TAKEDOWN_PG_DURABLE=1 keeps PostgreSQL's durable defaults instead (for
+# benchmarks that compare like with like).
 # Stop it with:  scripts/postgres-test-server.sh stop DIR
 #
 # Everything but the final `export` line goes to stderr.
@@ -91,9 +93,13 @@ if [[ ! -f $dir/data/PG_VERSION ]]; then
     }
 fi
 
+settings="-c listen_addresses='' -c unix_socket_directories='$dir' -p $port -c max_connections=200"
+if [[ ${TAKEDOWN_PG_DURABLE:-} != 1 ]]; then
+    settings="$settings -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+fi
 if ! as_owner "$bindir/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses='' -c unix_socket_directories='$dir' -p $port -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        -o "$settings" \
         start >/dev/null || {
         cat "$dir/server.log" >&2
         exit 1
