@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod bank;
+mod column;
 mod error;
 mod fold;
 mod postgres;

@@ -26,11 +26,12 @@ use std::ops::ControlFlow;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, IsolationLevel, Row, Transaction};
-use takedown_event::{Asn, CountryCode, Event, EventKind, Family, HostRecord, Network, Timestamp};
+use takedown_event::{CountryCode, Event, Family, HostRecord, Network, Timestamp};
 
 use super::banks::col;
 use super::{PgStore, to_i64, to_u64};
 use crate::Error;
+use crate::column::{asn_from, kind_code, kind_from_code, parse_opt, port_from};
 use crate::fold::Fold;
 use crate::record::{
     AppendReport, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore, FootprintRow,
@@ -190,44 +191,6 @@ const EVENT_TYPES: &[Type] = &[
     Type::TEXT,
 ];
 
-fn kind_code(k: EventKind) -> i16 {
-    match k {
-        EventKind::Http => 0,
-        EventKind::Tcp => 1,
-        EventKind::Dns => 2,
-    }
-}
-
-fn kind_from_code(c: i16) -> Result<EventKind, Error> {
-    match c {
-        0 => Ok(EventKind::Http),
-        1 => Ok(EventKind::Tcp),
-        2 => Ok(EventKind::Dns),
-        _ => Err(Error::Corrupt(format!("event kind {c}"))),
-    }
-}
-
-fn parse_opt<T: std::str::FromStr>(v: Option<String>, what: &str) -> Result<Option<T>, Error> {
-    v.map(|s| {
-        s.parse()
-            .map_err(|_| Error::Corrupt(format!("{what} {s:?}")))
-    })
-    .transpose()
-}
-
-fn asn_from(v: Option<i64>) -> Result<Option<Asn>, Error> {
-    v.map(|a| {
-        u32::try_from(a)
-            .map(Asn)
-            .map_err(|_| Error::Corrupt(format!("AS number {a}")))
-    })
-    .transpose()
-}
-
-fn port_from(v: i32) -> Result<u16, Error> {
-    u16::try_from(v).map_err(|_| Error::Corrupt(format!("port {v}")))
-}
-
 /// The family as stored: the empty string for an unattributed record.
 fn family_from(s: String) -> Result<Option<Family>, Error> {
     parse_opt(Some(s).filter(|f| !f.is_empty()), "family")
@@ -254,7 +217,7 @@ fn record_from_row(r: &Row) -> Result<HostRecord, Error> {
         sample_url: col(r, 10)?,
         sample_host: col(r, 11)?,
         sample_agent: col(r, 12)?,
-        dst_port: port_from(col(r, 13)?)?,
+        dst_port: port_from(col::<i32>(r, 13)?.into())?,
         nat_suspected: col(r, 14)?,
         modified: Timestamp(col(r, 15)?),
     })
@@ -277,11 +240,11 @@ fn event_from_row(r: &Row) -> Result<(EventId, Event), Error> {
     };
     let event = Event {
         timestamp: Timestamp(col(r, 1)?),
-        kind: kind_from_code(col(r, 2)?)?,
+        kind: kind_from_code(col::<i16>(r, 2)?.into())?,
         src_ip: ip_from_bytes(col(r, 3)?)?,
-        src_port: port_from(col(r, 4)?)?,
+        src_port: port_from(col::<i32>(r, 4)?.into())?,
         dst_ip: ip_from_bytes(col(r, 5)?)?,
-        dst_port: port_from(col(r, 6)?)?,
+        dst_port: port_from(col::<i32>(r, 6)?.into())?,
         protocol: protocol
             .parse()
             .map_err(|_| Error::Corrupt(format!("protocol {protocol:?}")))?,
@@ -701,7 +664,7 @@ impl EventStore for PgStore {
             .map(|r| {
                 Ok(EventCount {
                     day: col(r, 0)?,
-                    kind: kind_from_code(col(r, 1)?)?,
+                    kind: kind_from_code(col::<i16>(r, 1)?.into())?,
                     family: family_from(col(r, 2)?)?,
                     count: to_u64(col(r, 3)?, "count")?,
                 })

@@ -36,11 +36,12 @@ use std::sync::atomic::Ordering;
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
-use takedown_event::{Asn, CountryCode, Event, EventKind, Family, HostRecord, Network, Timestamp};
+use takedown_event::{CountryCode, Event, Family, HostRecord, Network, Timestamp};
 
 use super::segment::{self, FxMap};
 use super::{SqliteStore, to_i64, to_u64};
 use crate::Error;
+use crate::column::{asn_from, kind_code, kind_from_code, parse_opt, port_from};
 use crate::fold::{Fold, IpKey};
 use crate::record::{
     AppendReport, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore, FootprintRow,
@@ -122,23 +123,6 @@ pub(crate) fn union_sorted(a: &[u8], b: &[u8], width: usize, k: usize) -> Vec<u8
     out
 }
 
-fn kind_code(k: EventKind) -> i64 {
-    match k {
-        EventKind::Http => 0,
-        EventKind::Tcp => 1,
-        EventKind::Dns => 2,
-    }
-}
-
-fn kind_from_code(c: i64) -> Result<EventKind, Error> {
-    match c {
-        0 => Ok(EventKind::Http),
-        1 => Ok(EventKind::Tcp),
-        2 => Ok(EventKind::Dns),
-        _ => Err(Error::Corrupt(format!("event kind {c}"))),
-    }
-}
-
 /// `N` in the upsert: whether the incoming fold's sample is newer than the stored one.
 macro_rules! newer {
     () => {
@@ -204,27 +188,6 @@ const UPSERT_COUNT: &str =
 
 const RECORD_COLUMNS: &str = "day, ip, family, first_seen, last_seen, count, prefix, asn, as_name,
     country, sample_url, sample_host, sample_agent, dst_port, nat, modified";
-
-fn parse_opt<T: std::str::FromStr>(v: Option<String>, what: &str) -> Result<Option<T>, Error> {
-    v.map(|s| {
-        s.parse()
-            .map_err(|_| Error::Corrupt(format!("{what} {s:?}")))
-    })
-    .transpose()
-}
-
-fn asn_from(v: Option<i64>) -> Result<Option<Asn>, Error> {
-    v.map(|a| {
-        u32::try_from(a)
-            .map(Asn)
-            .map_err(|_| Error::Corrupt(format!("AS number {a}")))
-    })
-    .transpose()
-}
-
-fn port_from(v: i64) -> Result<u16, Error> {
-    u16::try_from(v).map_err(|_| Error::Corrupt(format!("port {v}")))
-}
 
 fn record_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HostRecord, Error>> {
     let day: i64 = r.get(0)?;
@@ -698,7 +661,7 @@ impl EventStore for SqliteStore {
         // Sized for the worst case, every event its own record, so the map never rehashes.
         let mut folds: FxMap<RecordKey<'_>, Fold<'_>> =
             FxMap::with_capacity_and_hasher(events.len(), Default::default());
-        let mut counts: FxMap<(i64, i64, &str), u64> = FxMap::default();
+        let mut counts: FxMap<(i64, i16, &str), u64> = FxMap::default();
         for e in events {
             let day = e.timestamp.day();
             let family = e.family.as_ref().map_or("", Family::as_str);
@@ -1009,6 +972,7 @@ fn log_events(tx: &rusqlite::Transaction<'_>, events: &[Event]) -> Result<(), Er
 #[cfg(test)]
 mod tests {
     use super::*;
+    use takedown_event::{Asn, EventKind};
 
     /// A pseudo-random delta with small ranges, so ties and equal windows are common.
     fn delta(x: &mut u64) -> Delta<'static> {
