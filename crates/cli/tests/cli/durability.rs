@@ -119,21 +119,8 @@ fn sigkill_under_load_loses_nothing_older_than_the_flush_window() {
     stop.store(true, Ordering::Relaxed);
     let answered: Vec<(u64, Instant)> = bots.into_iter().flat_map(|b| b.join().unwrap()).collect();
 
+    let stored: HashSet<u64> = crate::stream::stored(dir.path()).into_iter().collect();
     let store = SqliteStore::open(dir.path()).unwrap();
-    let mut stored = HashSet::new();
-    store
-        .scan_events(&EventQuery::default(), &mut |_, e| {
-            if let Some(n) = e
-                .http_url
-                .as_deref()
-                .and_then(|u| u.strip_prefix("/gate.php?n="))
-                .and_then(|n| n.parse::<u64>().ok())
-            {
-                stored.insert(n);
-            }
-            ControlFlow::Continue(())
-        })
-        .unwrap();
 
     let cutoff = killed_at - WINDOW - SLACK;
     let old: Vec<u64> = answered

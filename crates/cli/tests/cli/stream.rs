@@ -89,7 +89,8 @@ fn check_in(addr: SocketAddr, i: u64) {
     assert!(reply.starts_with(b"HTTP/1.1 200"));
 }
 
-fn stored(data: &Path) -> Vec<u64> {
+/// The `n` of every stored `/gate.php?n=N` check-in, in order.
+pub(crate) fn stored(data: &Path) -> Vec<u64> {
     let store = SqliteStore::open(data).unwrap();
     let mut ns = Vec::new();
     store
