@@ -278,10 +278,10 @@ impl<R: BufRead> Parser<R> {
 
     fn csv_record(&self, c: &Columns, fields: &[String]) -> Result<Record, Error> {
         let get = |i: Option<usize>| i.and_then(|i| fields.get(i)).map(|s| s.trim());
-        if let Some(st) = get(c.signal_type) {
-            if !st.eq_ignore_ascii_case("pdq") {
-                return Err(self.line_error(format!("signal type {st:?} is not pdq")));
-            }
+        if let Some(st) = get(c.signal_type)
+            && !st.eq_ignore_ascii_case("pdq")
+        {
+            return Err(self.line_error(format!("signal type {st:?} is not pdq")));
         }
         let hash_text = get(Some(c.hash)).unwrap_or("");
         let hash = parse_hash(hash_text).map_err(|e| self.line_error(e))?;

@@ -559,10 +559,10 @@ fn split_net(bits: u32, prefix: u128, len: u32) -> Vec<IpNet> {
         }
         return out;
     }
-    if prefix == 0 {
-        if let Ok(n) = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0) {
-            out.push(IpNet::V4(n));
-        }
+    if prefix == 0
+        && let Ok(n) = Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0)
+    {
+        out.push(IpNet::V4(n));
     }
     if let Ok(n) = Ipv6Net::new(Ipv6Addr::from(prefix), len as u8) {
         out.push(IpNet::V6(n));

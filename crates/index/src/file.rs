@@ -5,16 +5,21 @@
 //!   magic "TKDNIDX\0" | version u32 | header length u32 | segments u32 |
 //!   reserved u32 | tail entries u64 | body length u64 | body CRC-32 u32 | zero padding
 //! body, per segment
-//!   entries u64 | dead ids u64 | wide ids u32 | bucket bits [u8; 11] | pad u8
-//!   hashes [u64; 4] x n | ids (u32 or u64) x n
-//!   per slot: home lines u32 | lines u32 | line words u32 x 16 x lines
+//!   entries u64 | dead ids u64 | id words u64 | zero u64
+//!   hashes [u64; 4] x n
+//!   ids: block bases u64 x ceil(n / 64) | block starts u32 x (ceil(n / 64) + 1)
+//!        | id words u64 x id words
+//!   per slot (16): count bytes u32 | words u32 | starts kind u32 | zero u32
+//!        | bucket starts: (kind 0) block bases u32 x ceil((buckets + 1) / 64)
+//!          and offsets u16 x (buckets + 1), or (kind 1) u32 x (buckets + 1)
+//!        | words u32 x words
 //!   dead ids u64 x dead
 //! then the tail: hashes [u64; 4] x tail | ids u64 x tail
 //! ```
 //!
-//! Version 3 stores each slot as 64-byte lines of packed postings (see the
-//! `mih` module); the lines are read straight into cache-line-aligned
-//! memory.
+//! Version 4 stores each slot as one array of buckets of packed postings
+//! with its bucket starts (the bucket count follows from the entry count),
+//! and ids packed in blocks (see the `mih` module).
 //!
 //! Arrays are read straight into their final vectors, so opening costs one
 //! sequential read, a checksum and an invariant check; nothing is rebuilt.
@@ -29,12 +34,12 @@ use std::path::{Path, PathBuf};
 
 use crate::flat::FlatIndex;
 use crate::live::{Index, Segment};
-use crate::mih::{Ids, LINE_WORDS, Lines, MihIndex, SLOTS, SlotTable};
+use crate::mih::{Ids, MihIndex, SLOTS, START_BLOCK, Shape, SlotTable, Starts};
 use crate::{EntryId, Error, Words};
 
 const MAGIC: [u8; 8] = *b"TKDNIDX\0";
 /// The format version this build reads and writes.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 const HEADER_LEN: usize = 64;
 const SEGMENT_HEADER_LEN: u64 = 32;
 
@@ -57,6 +62,18 @@ impl<W: Write> Body<W> {
         } else {
             for chunk in v.chunks(4096) {
                 let le: Vec<u32> = chunk.iter().map(|x| x.to_le()).collect();
+                self.bytes(bytemuck::cast_slice(&le))?;
+            }
+            Ok(())
+        }
+    }
+
+    fn u16s(&mut self, v: &[u16]) -> std::io::Result<()> {
+        if cfg!(target_endian = "little") {
+            self.bytes(bytemuck::cast_slice(v))
+        } else {
+            for chunk in v.chunks(4096) {
+                let le: Vec<u16> = chunk.iter().map(|x| x.to_le()).collect();
                 self.bytes(bytemuck::cast_slice(&le))?;
             }
             Ok(())
@@ -91,31 +108,7 @@ pub(crate) fn save(index: &Index, path: &Path) -> Result<(), Error> {
         source,
     })?;
     let result = (|| -> std::io::Result<()> {
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        w.write_all(&[0u8; HEADER_LEN])?;
-        let mut body = Body {
-            w,
-            crc: crc32fast::Hasher::new(),
-            len: 0,
-        };
-        for seg in &index.segments {
-            write_segment(&mut body, seg)?;
-        }
-        body.words(&index.tail.hashes)?;
-        let ids: Vec<u64> = index.tail.ids.iter().map(|i| i.0).collect();
-        body.u64s(&ids)?;
-
-        let mut header = [0u8; HEADER_LEN];
-        header[0..8].copy_from_slice(&MAGIC);
-        header[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        header[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
-        header[16..20].copy_from_slice(&(index.segments.len() as u32).to_le_bytes());
-        header[24..32].copy_from_slice(&(index.tail.hashes.len() as u64).to_le_bytes());
-        header[32..40].copy_from_slice(&body.len.to_le_bytes());
-        header[40..44].copy_from_slice(&body.crc.clone().finalize().to_le_bytes());
-        let mut w = body.w;
-        w.seek(SeekFrom::Start(0))?;
-        w.write_all(&header)?;
+        let w = write_index(index, BufWriter::with_capacity(1 << 20, file))?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()
     })();
@@ -124,6 +117,62 @@ pub(crate) fn save(index: &Index, path: &Path) -> Result<(), Error> {
         return Err(io(e));
     }
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Writes the whole file to `w`: a placeholder header, the body, then the
+/// real header once the body's length and checksum are known.
+fn write_index<W: Write + Seek>(index: &Index, mut w: W) -> std::io::Result<W> {
+    w.write_all(&[0u8; HEADER_LEN])?;
+    let mut body = Body {
+        w,
+        crc: crc32fast::Hasher::new(),
+        len: 0,
+    };
+    for seg in &index.segments {
+        write_segment(&mut body, seg)?;
+    }
+    body.words(&index.tail.hashes)?;
+    let ids: Vec<u64> = index.tail.ids.iter().map(|i| i.0).collect();
+    body.u64s(&ids)?;
+    let mut header = [0u8; HEADER_LEN];
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    header[16..20].copy_from_slice(&(index.segments.len() as u32).to_le_bytes());
+    header[24..32].copy_from_slice(&(index.tail.hashes.len() as u64).to_le_bytes());
+    header[32..40].copy_from_slice(&body.len.to_le_bytes());
+    header[40..44].copy_from_slice(&body.crc.clone().finalize().to_le_bytes());
+    let mut w = body.w;
+    w.seek(SeekFrom::Start(0))?;
+    w.write_all(&header)?;
+    Ok(w)
+}
+
+/// The file bytes of `index`, in memory; for the fuzz target.
+pub(crate) fn to_bytes(index: &Index) -> Vec<u8> {
+    write_index(index, std::io::Cursor::new(Vec::new()))
+        .map(|c| c.into_inner())
+        .unwrap_or_default()
+}
+
+/// Makes `bytes` pass the header and checksum tests (right magic, version,
+/// lengths and CRC), so that fuzzing reaches the structural checks behind
+/// them; for the fuzz target.
+pub(crate) fn seal(bytes: &mut [u8]) {
+    if bytes.len() < HEADER_LEN {
+        return;
+    }
+    let (header, body) = bytes.split_at_mut(HEADER_LEN);
+    header[0..8].copy_from_slice(&MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    header[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
+    header[32..40].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    header[40..44].copy_from_slice(&crc32fast::hash(body).to_le_bytes());
+}
+
+/// Reads an index from bytes held in memory; for the fuzz target.
+pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Index, Error> {
+    read_index(bytes, bytes.len() as u64, Path::new("<memory>"))
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -141,23 +190,27 @@ fn write_segment<W: Write>(body: &mut Body<W>, seg: &Segment) -> std::io::Result
     let mut h = [0u8; SEGMENT_HEADER_LEN as usize];
     h[0..8].copy_from_slice(&n.to_le_bytes());
     h[8..16].copy_from_slice(&(seg.dead.len() as u64).to_le_bytes());
-    let wide = matches!(mih.ids, Ids::Wide(_));
-    h[16..20].copy_from_slice(&u32::from(wide).to_le_bytes());
-    for (i, s) in mih.slots.iter().enumerate() {
-        h[20 + i] = s.dbits as u8;
-    }
+    h[16..24].copy_from_slice(&(mih.ids.bits.len() as u64).to_le_bytes());
     body.bytes(&h)?;
     body.words(&mih.hashes)?;
-    match &mih.ids {
-        Ids::Narrow(v) => body.u32s(v)?,
-        Ids::Wide(v) => body.u64s(v)?,
-    }
+    body.u64s(&mih.ids.bases)?;
+    body.u32s(&mih.ids.starts)?;
+    body.u64s(&mih.ids.bits)?;
     for s in &mih.slots {
-        let mut h = [0u8; 8];
-        h[0..4].copy_from_slice(&s.home_lines.to_le_bytes());
-        h[4..8].copy_from_slice(&(s.lines.len() as u32).to_le_bytes());
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&s.count_bytes.to_le_bytes());
+        h[4..8].copy_from_slice(&(s.words.len() as u32).to_le_bytes());
+        let wide = matches!(s.starts, Starts::Wide(_));
+        h[8..12].copy_from_slice(&u32::from(wide).to_le_bytes());
         body.bytes(&h)?;
-        body.u32s(s.lines.words())?;
+        match &s.starts {
+            Starts::Packed { blocks, rel } => {
+                body.u32s(blocks)?;
+                body.u16s(rel)?;
+            }
+            Starts::Wide(v) => body.u32s(v)?,
+        }
+        body.u32s(&s.words)?;
     }
     let mut dead: Vec<u64> = seg.dead.iter().map(|i| i.0).collect();
     dead.sort_unstable();
@@ -211,6 +264,16 @@ impl<R: Read> Source<R> {
         Ok(v)
     }
 
+    fn u16s(&mut self, count: u64, what: &str) -> Result<Vec<u16>, Error> {
+        let n = self.reserve(count, 2, what)?;
+        let mut v: Vec<u16> = vec![0; n];
+        self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
+        for x in &mut v {
+            *x = u16::from_le(*x);
+        }
+        Ok(v)
+    }
+
     fn u64s(&mut self, count: u64, what: &str) -> Result<Vec<u64>, Error> {
         let n = self.reserve(count, 8, what)?;
         let mut v: Vec<u64> = crate::mem::zeroed(n);
@@ -257,7 +320,15 @@ pub(crate) fn open(path: &Path) -> Result<Index, Error> {
     };
     let file = File::open(path).map_err(io)?;
     let file_len = file.metadata().map_err(io)?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    read_index(BufReader::with_capacity(1 << 20, file), file_len, path)
+}
+
+/// Reads a whole index file of `file_len` bytes from `r`.
+fn read_index<R: Read>(mut r: R, file_len: u64, path: &Path) -> Result<Index, Error> {
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut header = [0u8; HEADER_LEN];
     if file_len < HEADER_LEN as u64 {
         // Too short for a header: say "bad magic" when even the magic is wrong.
@@ -324,37 +395,41 @@ pub(crate) fn open(path: &Path) -> Result<Index, Error> {
         src.fill(&mut h, "a segment header")?;
         let n = le_u64(&h, 0);
         let n_dead = le_u64(&h, 8);
-        let wide = match le_u32(&h, 16) {
-            0 => false,
-            1 => true,
-            x => return Err(corrupt(format!("segment {s} id width flag {x}"))),
-        };
+        let id_words = le_u64(&h, 16);
+        if le_u64(&h, 24) != 0 {
+            return Err(corrupt(format!("segment {s} reserved field")));
+        }
         let hashes = src.words(n, "the hashes")?;
-        let ids = if wide {
-            Ids::Wide(src.u64s(n, "the ids")?)
-        } else {
-            Ids::Narrow(src.u32s(n, "the ids")?)
+        let blocks = n.div_ceil(64);
+        let ids = Ids {
+            len: usize::try_from(n).map_err(|_| corrupt(format!("segment {s} size")))?,
+            bases: src.u64s(blocks, "the id blocks")?,
+            starts: src.u32s(blocks + 1, "the id blocks")?,
+            bits: src.u64s(id_words, "the ids")?,
         };
         let mut slots = Vec::with_capacity(SLOTS);
-        for (i, &dbits) in h[20..20 + SLOTS].iter().enumerate() {
-            let dbits = u32::from(dbits);
-            if !(1..=23).contains(&dbits) {
-                return Err(corrupt(format!("segment {s} slot {i} bucket bits {dbits}")));
-            }
-            let mut sh = [0u8; 8];
+        for i in 0..SLOTS {
+            let mut sh = [0u8; 16];
             src.fill(&mut sh, "a slot header")?;
-            let home_lines = le_u32(&sh, 0);
-            let n_lines = u64::from(le_u32(&sh, 4));
-            src.reserve(n_lines, 4 * LINE_WORDS as u64, "the lines")?;
-            let mut lines = Lines::zeroed(n_lines as usize);
-            src.fill(bytemuck::cast_slice_mut(lines.words_mut()), "the lines")?;
-            for x in lines.words_mut() {
-                *x = u32::from_le(*x);
-            }
+            let count_bytes = le_u32(&sh, 0);
+            let n_words = u64::from(le_u32(&sh, 4));
+            let buckets = Shape::of(n as usize).buckets() as u64;
+            let starts = match (le_u32(&sh, 8), le_u32(&sh, 12)) {
+                (0, 0) => Starts::Packed {
+                    blocks: src.u32s(
+                        (buckets + 1).div_ceil(START_BLOCK as u64),
+                        "the bucket starts",
+                    )?,
+                    rel: src.u16s(buckets + 1, "the bucket starts")?,
+                },
+                (1, 0) => Starts::Wide(src.u32s(buckets + 1, "the bucket starts")?),
+                (x, y) => return Err(corrupt(format!("segment {s} slot {i} starts kind {x}/{y}"))),
+            };
+            let words = src.u32s(n_words, "the postings")?;
             slots.push(SlotTable {
-                dbits,
-                home_lines,
-                lines,
+                count_bytes,
+                starts,
+                words,
             });
         }
         let dead: HashSet<EntryId> = src

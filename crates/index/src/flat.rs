@@ -58,7 +58,7 @@ impl FlatIndex {
 /// within `radius`.
 pub(crate) fn scan(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHit>) {
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::level() == crate::simd::Level::Avx2 {
+    if crate::simd::level() >= crate::simd::Level::Avx2 {
         #[allow(unsafe_code)]
         // SAFETY: `scan_avx2` only requires AVX2 and POPCNT, which
         // `simd::level` detected on this CPU.

@@ -204,7 +204,7 @@ pub fn sort_hits(hits: &mut [Hit]) {
 
 /// Differential check for fuzzing: builds a segment from hashes derived
 /// from `data` (clusters of near-duplicates around a base hash, so that
-/// buckets collide, spill over lines and hold duplicates) and asserts that
+/// buckets collide, grow large and hold duplicates) and asserts that
 /// probing returns exactly what a linear scan returns, for queries near the
 /// base at a radius taken from the input. Panics on any difference.
 #[doc(hidden)]
@@ -254,6 +254,55 @@ pub fn fuzz_probe_matches_scan(data: &[u8]) {
     }
 }
 
+/// Robustness check for fuzzing the file reader. With an even first byte,
+/// builds a small index (a segment of up to 4,000 entries and a tail),
+/// serialises it and flips the bytes the rest of `data` names; with an odd
+/// one, takes the rest as the file itself. Either way the header and
+/// checksum are then made valid again, so that the damage reaches the
+/// structural checks behind them. Opening must fail with an error or give
+/// an index that answers searches; a panic is a finding.
+#[doc(hidden)]
+pub fn fuzz_open_damaged(data: &[u8]) {
+    let [mode, rest @ ..] = data else { return };
+    let mut bytes = if mode % 2 == 1 {
+        rest.to_vec()
+    } else {
+        let mut seed = u64::from(*mode);
+        let mut next = move || splitmix64(&mut seed);
+        let n = usize::from(*mode) * 16;
+        let mut hash = || PdqHash::from_words([next(), next(), next(), next()]);
+        let entries: Vec<(EntryId, PdqHash)> =
+            (0..n).map(|i| (EntryId(i as u64 + 1), hash())).collect();
+        let Ok(mut index) = Index::build(entries) else {
+            return;
+        };
+        for i in 0..3 {
+            let _ = index.insert(EntryId(1_000_000 + i), hash());
+        }
+        index.remove(EntryId(1));
+        let mut bytes = file::to_bytes(&index);
+        let len = bytes.len().max(1);
+        for edit in rest.chunks_exact(5) {
+            let at = u32::from_le_bytes([edit[0], edit[1], edit[2], edit[3]]) as usize;
+            if let Some(b) = bytes.get_mut(at % len) {
+                *b ^= edit[4];
+            }
+        }
+        bytes
+    };
+    file::seal(&mut bytes);
+    if let Ok(index) = file::from_bytes(&bytes) {
+        let q = Query::with_transforms([
+            (Transform::Orig, PdqHash([0x5a; 32])),
+            (Transform::Rot90, PdqHash([0xa5; 32])),
+        ]);
+        for r in [0, 31, 64, 256] {
+            let _ = index.search(&q, Radius(r));
+        }
+        let _ = index.entries().count();
+    }
+}
+
 /// One step of the SplitMix64 generator: deterministic pseudo-random words
 /// for fuzzing and tests.
 pub(crate) fn splitmix64(state: &mut u64) -> u64 {
@@ -280,7 +329,7 @@ pub enum Error {
     #[error("invalid search radius {0}: expected a whole number of bits from 0 to 256")]
     Radius(u32),
     /// More entries than one segment can address.
-    #[error("too many entries ({0}) for one index segment: split the bank (at most 4294967295)")]
+    #[error("too many entries ({0}) for one index segment: split the bank (at most 16777216)")]
     TooLarge(usize),
     /// Reading or writing an index file failed.
     #[error("cannot access index file {path}: {source}")]
@@ -363,5 +412,35 @@ mod tests {
         let mut dup = vec![10u8; 33];
         dup.extend(std::iter::repeat_n([0u8, 7u8], 1500).flatten());
         fuzz_probe_matches_scan(&dup);
+    }
+
+    /// The file fuzz entry survives every single-byte damage of a small
+    /// index (each byte of the file flipped in turn) and arbitrary bodies.
+    #[test]
+    fn damaged_files_fail_cleanly() {
+        let index = Index::build((0..200u64).map(|i| {
+            let mut s = i;
+            (
+                EntryId(i + 1),
+                PdqHash::from_words([
+                    splitmix64(&mut s),
+                    splitmix64(&mut s),
+                    splitmix64(&mut s),
+                    splitmix64(&mut s),
+                ]),
+            )
+        }))
+        .unwrap();
+        let len = file::to_bytes(&index).len();
+        assert!(file::from_bytes(&file::to_bytes(&index)).is_ok());
+        for at in 0..len as u32 {
+            let mut data = vec![4u8];
+            data.extend(at.to_le_bytes());
+            data.push(0xff);
+            fuzz_open_damaged(&data);
+        }
+        fuzz_open_damaged(&[1]);
+        fuzz_open_damaged(&[1; 200]);
+        fuzz_open_damaged(&[]);
     }
 }

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::OnceLock;
 
 use takedown_pdq::PdqHash;
 
@@ -20,17 +19,11 @@ pub(crate) struct Segment {
     pub(crate) mih: MihIndex,
     /// Ids removed or replaced since the segment was built.
     pub(crate) dead: HashSet<EntryId>,
-    /// Positions sorted by id, built on the first update that needs it.
-    by_id: OnceLock<Vec<u32>>,
 }
 
 impl Segment {
     pub(crate) fn new(mih: MihIndex, dead: HashSet<EntryId>) -> Self {
-        Segment {
-            mih,
-            dead,
-            by_id: OnceLock::new(),
-        }
+        Segment { mih, dead }
     }
 
     fn live(&self) -> usize {
@@ -39,17 +32,7 @@ impl Segment {
 
     /// True when `id` is stored here and not dead.
     fn serves(&self, id: EntryId) -> bool {
-        if self.dead.contains(&id) {
-            return false;
-        }
-        let by_id = self.by_id.get_or_init(|| {
-            let mut v: Vec<u32> = (0..self.mih.hashes.len() as u32).collect();
-            v.sort_unstable_by_key(|&p| self.mih.id_at(p as usize));
-            v
-        });
-        by_id
-            .binary_search_by_key(&Some(id), |&p| self.mih.id_at(p as usize))
-            .is_ok()
+        !self.dead.contains(&id) && self.mih.holds(id)
     }
 
     fn live_entries(&self) -> impl Iterator<Item = (EntryId, PdqHash)> + '_ {
@@ -236,10 +219,10 @@ fn dedup_keep_last(list: &mut Vec<(EntryId, PdqHash)>) {
     order.sort_unstable();
     let mut keep = vec![false; list.len()];
     for (k, &(id, i)) in order.iter().enumerate() {
-        if order.get(k + 1).is_none_or(|next| next.0 != id) {
-            if let Some(slot) = keep.get_mut(i) {
-                *slot = true;
-            }
+        if order.get(k + 1).is_none_or(|next| next.0 != id)
+            && let Some(slot) = keep.get_mut(i)
+        {
+            *slot = true;
         }
     }
     drop(order);

@@ -1,183 +1,192 @@
-//! Multi-index hashing over 11 slots, with postings packed into cache lines.
+//! Multi-index hashing over 16 slots of 16 bits, filtered around a ring.
 //!
-//! # Why 11 wide slots rather than 16 of 16 bits
+//! # Why this finds every match
 //!
-//! Split a 256-bit hash into `m` disjoint slots. If two hashes differ in at
-//! most `r` bits, some slot differs in at most its share of those bits
-//! (pigeonhole), so probing every slot value within that many bit flips of
-//! the query's finds every true match. With 16 slots of 16 bits and
-//! `r = 31` that is 17 probes per slot, but at ten million hashes each
-//! 16-bit value owns about 150 entries, so one query fetches about 41,000
-//! random candidates to verify. With 11 slots of 20-24 bits the flip budget
-//! is 2 (1 for the narrow slot), and each probe matches a hundred times
-//! fewer entries: about 2,600 candidates at ten million. The widths and the
-//! per-slot budgets come from minimising probes plus candidates for the
-//! default radius; see [`MihIndex::budgets`] for other radii.
+//! Split a 256-bit hash into 16 slots of 16 bits and give each slot `s` a
+//! flip budget `q[s]` (`-1` for a slot that is not probed) with
+//! `sum(q[s] + 1) >= r + 1`. If an entry is within `r` of the query, let
+//! `x[s]` be the distance within slot `s`; then `sum(x[s]) <= r <
+//! sum(q[s] + 1)`. By the gas-station lemma applied to `q[s] + 1 - x[s]`
+//! around the ring of slots, there is a slot `s` at which every run of
+//! consecutive slots `s, s + 1, ...` (wrapping) keeps its distances below
+//! its budgets plus one. The first two runs give
+//!
+//! * `x[s] <= q[s]`: the entry sits in a bucket of slot `s` within `q[s]`
+//!   flips of the query's key, so probing those buckets reaches it (plain
+//!   multi-index hashing stops here), and
+//! * `x[s] + x[s + 1] <= q[s] + q[s + 1] + 1`: found at `k` flips, it
+//!   differs from the query in at most `q[s] + q[s + 1] + 1 - k` bits of
+//!   the *next* slot.
+//!
+//! Each posting of slot `s` therefore carries the top bits of the entry's
+//! slot `s + 1` next to its position, and a probe keeps only the postings
+//! that pass the second test. At the default radius (every budget 1) that
+//! filter passes 1.9 % of one-flip postings and 7 % of exact ones with 12
+//! filter bits, so a ten-million-entry query verifies about 940 candidates
+//! instead of the 41,000 that plain 16-bit multi-index hashing (HMA's)
+//! fetches, while probing only 272 buckets.
 //!
 //! # Layout
 //!
-//! Per slot, entries are bucketed on the slot's top `dbits` bits, about ten
-//! entries per bucket. Buckets are stored in key order in 64-byte lines of
-//! one header word and 15 postings; bucket `b` starts on its *home line*,
-//! `b * lines / 2^dbits`, or as soon after it as earlier buckets leave room.
-//! With lines 80 % full, a probe reads 1.35 lines on average, and no
-//! directory is needed: the home line is computed, not looked up.
-//! Each posting packs the hash position with the low bucket bits (which
-//! tell the buckets sharing a line apart) and the slot bits below the
-//! bucket bits (the filter). A query visits every bucket within `k <= q`
-//! flips of its own and keeps postings whose filter bits are within `q - k`
-//! flips; candidates are verified by full distance.
+//! Per slot, one array of 32-bit words holds every bucket in key order;
+//! a small table of starts (16 bits per bucket over a 32-bit base per 64
+//! buckets) gives each bucket's first word. A posting is the entry's position
+//! (its low 20 bits at most) above the filter bits (12 to 16, whatever the
+//! position leaves). Segments larger than 2^20 split positions into up to
+//! 16 groups by their high bits: a bucket keeps its postings in position
+//! order behind a small header of cumulative group counts, which is read
+//! only for the few postings that pass the filter.
 //!
 //! # Query cost
 //!
-//! At ten million random hashes a single-hash query visits about 2,100
-//! buckets (about 2,900 lines) and verifies about 2,600 candidates: some
-//! 5,500 random cache lines. Those misses, not arithmetic, are the cost, so
-//! the probe runs as a software pipeline with prefetching (see
-//! [`MihIndex::probe_impl`]), and the large arrays ask for huge pages (see
-//! `mem`) so that the misses do not also miss the TLB.
+//! At ten million entries a one-hash query at radius 31 reads 272 buckets
+//! of about 150 postings (40,000 postings, 160 KiB, in 272 sequential runs
+//! that are prefetched whole) and verifies about 940 candidates. The
+//! postings are filtered 16 (AVX-512) or 8 (AVX2) at a time, and the probe
+//! runs as a software pipeline (see [`MihIndex::probe_impl`]) so that
+//! memory latency overlaps the arithmetic.
 //!
-//! Resident size per hash: 32 (hash) + 4 or 8 (id) + 11 slots of 64 bytes
-//! per 12 postings (5.3 bytes) = 95 bytes with 32-bit ids.
-
-use std::sync::OnceLock;
+//! Resident size per hash at ten million: 32 (hash) + 16 slots x 4 bytes
+//! (postings) + 2.1 (bucket starts and headers) + about 1 (ids, packed
+//! when they are dense) = 99 bytes.
 
 use takedown_pdq::{PdqHash, Transform};
 
 use crate::flat::{scan, transform_of};
-use crate::simd::prefetch;
+use crate::simd::{Level, PostFilter, matching_posts, prefetch, prefetch_l2};
 use crate::{EntryId, Error, Hit, Query, Radius, RawHit, Search, Words, distance};
 
 /// Number of slots a hash is split into.
-pub(crate) const SLOTS: usize = 11;
-/// Bits per slot. Six of 24 and four of 23 take two flips each at the
-/// default radius; the 20-bit slot takes one, where a narrow slot costs
-/// little (see the module documentation).
-const WIDTHS: [u32; SLOTS] = [24, 24, 24, 24, 24, 24, 23, 23, 23, 23, 20];
-/// Words per line: a header, then postings.
-pub(crate) const LINE_WORDS: usize = 16;
-/// Postings per line.
-const LINE_POSTS: u32 = 15;
-/// Postings per home line on average: lines are 80 % full.
-const LINE_LOAD: usize = 12;
-/// Low bucket bits kept in each posting. A line never holds buckets more
-/// than `2^BUCKET_TAG_BITS - 1` apart, so these bits name the bucket.
-const BUCKET_TAG_BITS: u32 = 4;
-const BUCKET_TAG: u32 = (1 << BUCKET_TAG_BITS) - 1;
-/// At most this many slot bits below the bucket bits are kept as filter.
-const FILTER_BITS: u32 = 8;
-/// Entries per bucket the bucket bits aim at.
-const BUCKET_TARGET: f64 = 10.0;
-/// Bits of a line header holding the first bucket; the count sits above.
-const HEADER_BUCKET_BITS: u32 = 24;
-/// Largest segment: positions and posting tags must share 32 bits.
-pub(crate) const MAX_SEGMENT: usize = 1 << 28;
-/// Probes between a line's prefetch and its scan (see
-/// [`MihIndex::probe_impl`]).
-const PROBE_LAG: usize = 8;
-/// Candidates between a hash prefetch and its verification. Measured:
-/// deeper lags queue more prefetches than the core has miss buffers for,
-/// and the stalls on issuing them cost more than the latency they hide.
+pub(crate) const SLOTS: usize = 16;
+/// Bits per slot.
+const KEY_BITS: u32 = 16;
+/// Largest segment: positions need at most 20 low bits plus 4 group bits.
+pub(crate) const MAX_SEGMENT: usize = 1 << 24;
+/// Position bits kept in a posting at most; higher bits become groups.
+const MAX_LOW_POS: u32 = 20;
+/// Filter bits per posting at most: the whole next slot.
+const MAX_FILTER: u32 = KEY_BITS;
+/// Probes between prefetching a bucket's start and prefetching its words.
+const DIR_LAG: usize = 4;
+/// Probes between prefetching a bucket's words and scanning them.
+const LINE_LAG: usize = 4;
+/// Candidates between a hash prefetch and its verification.
 const CAND_LAG: usize = 8;
-/// `Probe::allowed` value meaning "every filter value passes".
+/// `Probe::max` value meaning "every posting passes".
 const ALL: u8 = u8::MAX;
 /// Below this many entries a linear scan always wins.
 const FLAT_BELOW: usize = 2048;
-/// Radii up to this get budgets optimised per segment; larger ones (which
-/// scan anyway) use plain pigeonhole budgets.
-const OPTIMISED_RADII: usize = 96;
+/// Ids per packed block (see [`Ids`]).
+const ID_BLOCK: usize = 64;
 
-/// Bit offset (from the most significant bit of word 0) and width of a slot.
-#[derive(Debug, Clone, Copy)]
-struct Geom {
-    off: u32,
-    width: u32,
+/// Slot `s` of a hash: bits `16 s .. 16 s + 16` counted from the most
+/// significant bit of word 0.
+#[inline(always)]
+fn key(w: &Words, s: usize) -> u32 {
+    let word = w.get(s / 4).copied().unwrap_or(0);
+    ((word >> (48 - 16 * (s % 4))) & 0xffff) as u32
 }
 
-const GEOMS: [Geom; SLOTS] = {
-    let mut g = [Geom { off: 0, width: 0 }; SLOTS];
-    let mut off = 0;
-    let mut i = 0;
-    while i < SLOTS {
-        g[i] = Geom {
-            off,
-            width: WIDTHS[i],
-        };
-        off += WIDTHS[i];
-        i += 1;
-    }
-    g
-};
-
-/// The `width` bits of `w` starting `off` bits from the top.
-#[inline]
-fn field(w: &Words, g: Geom) -> u32 {
-    let wi = (g.off / 64) as usize;
-    let b = g.off % 64;
-    let hi = u128::from(w[wi]);
-    let lo = u128::from(if wi + 1 < 4 { w[wi + 1] } else { 0 });
-    let window = (hi << 64) | lo;
-    ((window << b) >> (128 - g.width)) as u32
+/// The slot after `s` around the ring.
+#[inline(always)]
+fn next_slot(s: usize) -> usize {
+    (s + 1) % SLOTS
 }
 
-/// Per-slot flip budgets for radius `r` by plain pigeonhole: `None` for a
-/// slot that need not be probed.
-///
-/// If an entry is within `r` of the query, some slot `s` differs by at most
-/// `budget[s]` bits as long as the budgets satisfy
-/// `sum(budget[s] + 1) >= r + 1`: otherwise every slot would differ by at
-/// least `budget[s] + 1` and the total by more than `r`. Plain pigeonhole
-/// gives every slot `r / 11` and takes the excess from the last slots.
-pub(crate) fn pigeonhole_budgets(r: u32) -> [Option<u32>; SLOTS] {
-    let m = SLOTS as u32;
-    let q = r / m;
-    let spare = m * (q + 1) - (r + 1);
-    let mut out = [Some(q); SLOTS];
-    for (i, b) in out.iter_mut().enumerate() {
-        if (i as u32) >= m - spare {
-            *b = q.checked_sub(1);
+/// How postings split their 32 bits for a segment of a given size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Bucket bits: buckets are keyed on the slot's top `dbits` bits, all
+    /// 16 from 2^20 entries up, fewer below so that small segments do not
+    /// pay for 65,536 empty buckets.
+    dbits: u32,
+    /// Low position bits kept in each posting.
+    low: u32,
+    /// High position bits given by the bucket's group header.
+    groups: u32,
+    /// Top bits of the next slot kept below the position.
+    filter: u32,
+}
+
+impl Shape {
+    pub(crate) fn of(n: usize) -> Shape {
+        let need = usize::BITS - n.saturating_sub(1).leading_zeros();
+        let low = need.min(MAX_LOW_POS);
+        // About 16 entries per bucket in small segments, 8 to 16 from 2^17.
+        let spare = if need <= 16 { 5 } else { 4 };
+        Shape {
+            dbits: need.saturating_sub(spare).clamp(1, KEY_BITS),
+            low,
+            groups: need - low,
+            filter: (32 - low).min(MAX_FILTER),
         }
+    }
+
+    /// Buckets per slot.
+    pub(crate) fn buckets(self) -> usize {
+        1 << self.dbits
+    }
+
+    /// The bucket of slot key `key`.
+    #[inline(always)]
+    fn bucket(self, key: u32) -> u32 {
+        key >> (KEY_BITS - self.dbits)
+    }
+
+    fn fmask(self) -> u32 {
+        (1 << self.filter) - 1
+    }
+
+    /// The posting for position `pos` whose next-slot key is `next`.
+    fn post(self, pos: u32, next: u32) -> u32 {
+        ((pos & ((1 << self.low) - 1)) << self.filter) | (next >> (KEY_BITS - self.filter))
+    }
+
+    /// The position of posting `post` in group `g`.
+    #[inline(always)]
+    fn pos(self, g: u32, post: u32) -> u32 {
+        (g << self.low) | (post >> self.filter)
+    }
+}
+
+/// Per-slot flip budgets for radius `r`: `None` for a slot that is not
+/// probed. They satisfy `sum(budget + 1) >= r + 1` (see the module
+/// documentation), spread as evenly as the ring allows, which minimises
+/// probes because each extra flip costs more than the one before.
+pub(crate) fn budgets(r: u32) -> [Option<u32>; SLOTS] {
+    let units = (r as usize + 1).min(SLOTS * (KEY_BITS as usize + 1));
+    let (base, extra) = (units / SLOTS, units % SLOTS);
+    let mut out = [None; SLOTS];
+    for (s, b) in out.iter_mut().enumerate() {
+        let u = base + (s + 1) * extra / SLOTS - s * extra / SLOTS;
+        *b = (u as u32).checked_sub(1);
     }
     out
 }
 
-/// Bucket bits for a segment of `n` entries in a slot of `width` bits:
-/// about [`BUCKET_TARGET`] entries per bucket.
-pub(crate) fn bucket_bits(n: usize, width: u32) -> u32 {
-    let per = (n.max(1) as f64 / BUCKET_TARGET).max(1.0);
-    (per.log2().round() as u32).clamp(1, width - 1)
-}
-
-/// Bits of a posting below the position: room for the bucket tag and
-/// the filter, as far as a segment of `n` entries leaves it.
-fn low_bits(n: usize) -> u32 {
-    let pos_bits = usize::BITS - n.saturating_sub(1).leading_zeros();
-    32u32
-        .saturating_sub(pos_bits)
-        .min(BUCKET_TAG_BITS + FILTER_BITS)
-}
-
-/// Filter bits per posting: the slot bits below the bucket bits, as many as
-/// fit beside the position and the bucket tag, at most eight.
-fn filter_bits(dbits: u32, width: u32, n: usize) -> u32 {
-    width
-        .saturating_sub(dbits)
-        .min(low_bits(n).saturating_sub(BUCKET_TAG_BITS))
-        .min(FILTER_BITS)
+/// The most next-slot bits a posting found at `k` flips in a slot with
+/// budget `q` may differ in, when the next slot has budget `qn`.
+fn chain_limit(q: u32, qn: Option<u32>, k: u32) -> u32 {
+    // q + qn + 1 - k with qn = -1 for an unprobed slot; never negative
+    // because k <= q.
+    (q + qn.map_or(0, |x| x + 1)).saturating_sub(k)
 }
 
 /// How far apart the pipeline stages run (see [`MihIndex::probe_impl`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Batches {
-    /// Probes between a line's prefetch and its scan.
-    pub(crate) probe: usize,
+    /// Probes between prefetching a bucket's start and its words.
+    pub(crate) dir: usize,
+    /// Probes between prefetching a bucket's words and scanning them.
+    pub(crate) lines: usize,
     /// Candidates between a hash prefetch and its verification.
     pub(crate) cand: usize,
 }
 
 impl Batches {
     pub(crate) const DEFAULT: Batches = Batches {
-        probe: PROBE_LAG,
+        dir: DIR_LAG,
+        lines: LINE_LAG,
         cand: CAND_LAG,
     };
 }
@@ -185,35 +194,13 @@ impl Batches {
 /// One bucket to visit.
 #[derive(Debug, Clone, Copy, Default)]
 struct Probe {
-    /// The bucket's home line.
-    line: u32,
-    bucket: u32,
-    /// The low posting bits a match carries: the bucket tag, then the
-    /// query's filter bits.
+    /// The query's next-slot filter bits.
     want: u32,
-    qi: u16,
+    bucket: u16,
     slot: u8,
     /// Filter bits allowed to differ, or [`ALL`].
-    allowed: u8,
-}
-
-/// What the probe loop needs of one slot, looked up once per query.
-#[derive(Clone, Copy)]
-struct SlotView<'a> {
-    words: &'a [u32],
-    fbits: u32,
-    tag_mask: u32,
-    fmask: u32,
-}
-
-impl SlotView<'_> {
-    #[inline(always)]
-    fn line(&self, l: usize) -> Option<&[u32; LINE_WORDS]> {
-        self.words
-            .get(l * LINE_WORDS..(l + 1) * LINE_WORDS)?
-            .try_into()
-            .ok()
-    }
+    max: u8,
+    qi: u16,
 }
 
 /// A hash position to verify against query item `qi`.
@@ -235,124 +222,264 @@ pub enum Plan {
     Scan,
 }
 
-/// Entry ids, stored in 32 bits when they all fit.
-#[derive(Debug, Clone)]
-pub(crate) enum Ids {
-    Narrow(Vec<u32>),
-    Wide(Vec<u64>),
+/// Entry ids in position order, packed in blocks of 64: each block keeps
+/// its smallest id and every id's offset from it in just enough bits.
+/// Segments keep their entries sorted by id, so the ids of a bank (dense
+/// store row ids) take about one byte each.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ids {
+    pub(crate) len: usize,
+    /// Smallest id of each block.
+    pub(crate) bases: Vec<u64>,
+    /// First word of each block in `bits`, then the end; a block of width
+    /// `w` bits takes exactly `w` words.
+    pub(crate) starts: Vec<u32>,
+    pub(crate) bits: Vec<u64>,
 }
 
 impl Ids {
-    fn from_u64(ids: Vec<u64>) -> Ids {
-        if ids.iter().all(|&i| i <= u64::from(u32::MAX)) {
-            Ids::Narrow(ids.into_iter().map(|i| i as u32).collect())
-        } else {
-            Ids::Wide(ids)
+    pub(crate) fn pack(ids: &[u64]) -> Ids {
+        let blocks = ids.len().div_ceil(ID_BLOCK);
+        let mut out = Ids {
+            len: ids.len(),
+            bases: Vec::with_capacity(blocks),
+            starts: Vec::with_capacity(blocks + 1),
+            bits: Vec::new(),
+        };
+        out.starts.push(0);
+        for block in ids.chunks(ID_BLOCK) {
+            let base = block.iter().copied().min().unwrap_or(0);
+            let span = block.iter().map(|&i| i - base).max().unwrap_or(0);
+            let w = (u64::BITS - span.leading_zeros()) as usize;
+            let start = out.bits.len();
+            out.bits.resize(start + w, 0);
+            if let Some(words) = out.bits.get_mut(start..) {
+                for (j, &id) in block.iter().enumerate() {
+                    put_bits(words, j * w, w, id - base);
+                }
+            }
+            out.bases.push(base);
+            out.starts.push(out.bits.len() as u32);
         }
+        out
     }
 
     #[inline]
     pub(crate) fn at(&self, pos: usize) -> Option<EntryId> {
-        match self {
-            Ids::Narrow(v) => v.get(pos).map(|&i| EntryId(u64::from(i))),
-            Ids::Wide(v) => v.get(pos).map(|&i| EntryId(i)),
+        if pos >= self.len {
+            return None;
         }
+        let k = pos / ID_BLOCK;
+        let base = *self.bases.get(k)?;
+        let (a, e) = (
+            *self.starts.get(k)? as usize,
+            *self.starts.get(k + 1)? as usize,
+        );
+        let w = e.checked_sub(a)?;
+        let words = self.bits.get(a..e)?;
+        base.checked_add(get_bits(words, (pos % ID_BLOCK) * w, w))
+            .map(EntryId)
     }
 
     fn bytes(&self) -> usize {
-        match self {
-            Ids::Narrow(v) => v.capacity() * 4,
-            Ids::Wide(v) => v.capacity() * 8,
+        self.bases.capacity() * 8 + self.starts.capacity() * 4 + self.bits.capacity() * 8
+    }
+
+    /// Checks that the blocks describe exactly `n` ids.
+    pub(crate) fn check(&self, n: usize) -> Result<(), String> {
+        let blocks = n.div_ceil(ID_BLOCK);
+        if self.len != n || self.bases.len() != blocks || self.starts.len() != blocks + 1 {
+            return Err(format!("id blocks do not describe {n} ids"));
         }
+        let mut prev = 0u32;
+        for (i, &s) in self.starts.iter().enumerate() {
+            let ok = if i == 0 {
+                s == 0
+            } else {
+                s >= prev && s - prev <= 64
+            };
+            if !ok {
+                return Err("malformed id block offsets".into());
+            }
+            prev = s;
+        }
+        if prev as usize != self.bits.len() {
+            return Err("id blocks and id words disagree".into());
+        }
+        Ok(())
     }
 }
 
-/// Lines of 16 words whose first word sits on a 64-byte boundary, so that
-/// each line is exactly one cache line.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Lines {
-    words: Vec<u32>,
-    /// Index of the first word of line 0 in `words`.
-    base: usize,
-    len: usize,
-}
-
-impl Lines {
-    /// `len` zeroed lines.
-    pub(crate) fn zeroed(len: usize) -> Lines {
-        let words: Vec<u32> = crate::mem::zeroed(len * LINE_WORDS + LINE_WORDS - 1);
-        let misalign = (words.as_ptr() as usize / 4) % LINE_WORDS;
-        let base = (LINE_WORDS - misalign) % LINE_WORDS;
-        Lines { words, base, len }
+/// Writes the low `w` bits of `v` at bit `bit` of `words`.
+fn put_bits(words: &mut [u64], bit: usize, w: usize, v: u64) {
+    if w == 0 {
+        return;
     }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
+    let (i, off) = (bit / 64, bit % 64);
+    if let Some(x) = words.get_mut(i) {
+        *x |= v << off;
     }
-
-    /// All words of all lines.
-    pub(crate) fn words(&self) -> &[u32] {
-        self.words
-            .get(self.base..self.base + self.len * LINE_WORDS)
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn words_mut(&mut self) -> &mut [u32] {
-        let (base, len) = (self.base, self.len);
-        self.words
-            .get_mut(base..base + len * LINE_WORDS)
-            .unwrap_or_default()
-    }
-
-    fn bytes(&self) -> usize {
-        self.words.capacity() * 4
+    if off + w > 64
+        && let Some(x) = words.get_mut(i + 1)
+    {
+        *x |= v >> (64 - off);
     }
 }
 
-/// One slot's bucketed postings.
+/// Reads `w` bits at bit `bit` of `words`.
+fn get_bits(words: &[u64], bit: usize, w: usize) -> u64 {
+    if w == 0 {
+        return 0;
+    }
+    let (i, off) = (bit / 64, bit % 64);
+    let mut v = words.get(i).copied().unwrap_or(0) >> off;
+    if off + w > 64 {
+        v |= words.get(i + 1).copied().unwrap_or(0) << (64 - off);
+    }
+    if w < 64 { v & ((1u64 << w) - 1) } else { v }
+}
+
+/// Buckets per block of [`Starts::Packed`].
+pub(crate) const START_BLOCK: usize = 64;
+
+/// Where each bucket starts in a slot's words, then where the last ends.
 #[derive(Debug, Clone)]
+pub(crate) enum Starts {
+    /// A 32-bit base per block of 64 buckets and a 16-bit offset per bucket
+    /// from its block's base: half the size of plain starts, so more of
+    /// them stay cached (a probe looks one up before anything else).
+    Packed { blocks: Vec<u32>, rel: Vec<u16> },
+    /// Plain 32-bit starts, for slots where a block of buckets holds more
+    /// than 65,535 words (heavily skewed sets).
+    Wide(Vec<u32>),
+}
+
+impl Default for Starts {
+    fn default() -> Self {
+        Starts::Wide(Vec::new())
+    }
+}
+
+impl Starts {
+    fn pack(starts: Vec<u32>) -> Starts {
+        let blocks: Vec<u32> = starts.iter().step_by(START_BLOCK).copied().collect();
+        // Collecting into an `Option<Vec<_>>` would not know the length
+        // up front and could leave the vector with twice the capacity.
+        let rel = (|| {
+            let mut rel = Vec::with_capacity(starts.len());
+            for (b, &x) in starts.iter().enumerate() {
+                let base = blocks.get(b / START_BLOCK).copied().unwrap_or(0);
+                rel.push(u16::try_from(x.checked_sub(base)?).ok()?);
+            }
+            Some(rel)
+        })();
+        match rel {
+            Some(rel) => Starts::Packed { blocks, rel },
+            None => Starts::Wide(starts),
+        }
+    }
+
+    /// Start of bucket `b` (or the end, for `b` = the bucket count).
+    #[inline(always)]
+    pub(crate) fn at(&self, b: usize) -> Option<u32> {
+        match self {
+            Starts::Packed { blocks, rel } => blocks
+                .get(b / START_BLOCK)?
+                .checked_add(u32::from(*rel.get(b)?)),
+            Starts::Wide(v) => v.get(b).copied(),
+        }
+    }
+
+    /// Number of entries (buckets plus one).
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Starts::Packed { rel, .. } => rel.len(),
+            Starts::Wide(v) => v.len(),
+        }
+    }
+
+    #[inline(always)]
+    fn prefetch(&self, b: usize) {
+        match self {
+            Starts::Packed { rel, .. } => prefetch(rel, b),
+            Starts::Wide(v) => prefetch(v, b),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Starts::Packed { blocks, rel } => blocks.capacity() * 4 + rel.capacity() * 2,
+            Starts::Wide(v) => v.capacity() * 4,
+        }
+    }
+}
+
+/// One slot's buckets.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct SlotTable {
-    /// Bucket bits: buckets are keyed on the slot's top `dbits` bits.
-    pub(crate) dbits: u32,
-    /// Lines that buckets are spread over: bucket `b`'s home line is
-    /// `b * home_lines >> dbits`. The table may hold more lines, for
-    /// postings that spill past the last home line.
-    pub(crate) home_lines: u32,
-    pub(crate) lines: Lines,
+    /// Bytes per count in each bucket's group header: 0 (no groups), 1, 2
+    /// or 4, the least that holds the slot's largest bucket.
+    pub(crate) count_bytes: u32,
+    /// First word of every bucket in `words`, then the end.
+    pub(crate) starts: Starts,
+    /// Per bucket: the group header, then the postings.
+    pub(crate) words: Vec<u32>,
 }
 
 impl SlotTable {
+    /// Words of group header in front of each bucket's postings.
+    pub(crate) fn header_words(&self, groups: u32) -> usize {
+        ((1usize << groups) * self.count_bytes as usize).div_ceil(4)
+    }
+
     #[inline(always)]
-    fn home(&self, bucket: u32) -> u32 {
-        ((u64::from(bucket) * u64::from(self.home_lines)) >> self.dbits) as u32
+    fn bucket(&self, b: usize) -> Option<&[u32]> {
+        let a = self.starts.at(b)? as usize;
+        let e = self.starts.at(b + 1)? as usize;
+        self.words.get(a..e)
     }
 }
 
-/// A line header: the first bucket in the line and the posting count.
+/// The group of posting `j` of a bucket: counts are cumulative and never
+/// fall, so it is the number of groups (bar the last) that end at or
+/// before `j`.
 #[inline(always)]
-fn header(first: u32, count: u32) -> u32 {
-    first | (count << HEADER_BUCKET_BITS)
-}
-
-#[inline(always)]
-fn unpack_header(h: u32) -> (u32, u32) {
-    (h & ((1 << HEADER_BUCKET_BITS) - 1), h >> HEADER_BUCKET_BITS)
+fn group_of(header: &[u32], count_bytes: u32, groups: u32, j: usize) -> u32 {
+    if groups == 0 {
+        return 0;
+    }
+    let last = (1u32 << groups) - 1;
+    if count_bytes == 1 {
+        // The common case: 16 one-byte counts in four words, compared
+        // without a branch per group.
+        let j = j as u32;
+        let mut g = 0;
+        for (i, &w) in header.iter().take(4).enumerate() {
+            for b in 0..4 {
+                let k = i as u32 * 4 + b;
+                g += u32::from(k < last && (w >> (8 * b)) & 0xff <= j);
+            }
+        }
+        return g;
+    }
+    (0..last)
+        .find(|&g| j < group_end(header, count_bytes, g))
+        .unwrap_or(last)
 }
 
 /// An immutable multi-index-hashing segment. See the module documentation
 /// for the layout and its costs.
 #[derive(Debug, Clone)]
 pub struct MihIndex {
+    /// Hashes sorted by entry id.
     pub(crate) hashes: Vec<Words>,
     pub(crate) ids: Ids,
     pub(crate) slots: Vec<SlotTable>,
-    /// Budgets per radius, worked out on first use.
-    budget_cache: Vec<OnceLock<[Option<u32>; SLOTS]>>,
 }
 
 impl MihIndex {
     /// Builds a segment over `entries`. Duplicate hashes and duplicate ids are
-    /// kept as given. Fails above 2^28 entries; [`crate::Index`] splits
+    /// kept as given. Fails above 2^24 entries; [`crate::Index`] splits
     /// larger sets into several segments.
     pub fn build(entries: impl IntoIterator<Item = (EntryId, PdqHash)>) -> Result<Self, Error> {
         let (ids, hashes): (Vec<u64>, Vec<Words>) =
@@ -366,43 +493,131 @@ impl MihIndex {
             return Err(Error::TooLarge(n));
         }
         let mut stored: Vec<Words> = crate::mem::zeroed(n);
-        stored.copy_from_slice(&hashes);
-        drop(hashes);
-        let slots = if n < 1 << 16 {
-            (0..SLOTS).map(|slot| build_slot(&stored, slot)).collect()
+        // Entries are kept in id order: the ids then pack densely, and
+        // "is this id here" is a binary search.
+        let ids = if ids.is_sorted() {
+            stored.copy_from_slice(&hashes);
+            ids
         } else {
-            build_slots_parallel(&stored)
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.sort_by_key(|&i| ids.get(i as usize).copied());
+            for (dst, &i) in stored.iter_mut().zip(&order) {
+                *dst = hashes.get(i as usize).copied().unwrap_or_default();
+            }
+            order
+                .iter()
+                .map(|&i| ids.get(i as usize).copied().unwrap_or(0))
+                .collect()
         };
-        Ok(Self::from_parts(stored, Ids::from_u64(ids), slots))
+        drop(hashes);
+        let shape = Shape::of(n);
+        let slots = if n < 1 << 16 {
+            (0..SLOTS).map(|s| build_slot(&stored, s, shape)).collect()
+        } else {
+            build_slots_parallel(&stored, shape)
+        };
+        Ok(Self::from_parts(stored, Ids::pack(&ids), slots))
     }
 
     pub(crate) fn from_parts(hashes: Vec<Words>, ids: Ids, slots: Vec<SlotTable>) -> Self {
-        MihIndex {
-            hashes,
-            ids,
-            slots,
-            budget_cache: (0..=OPTIMISED_RADII).map(|_| OnceLock::new()).collect(),
-        }
+        MihIndex { hashes, ids, slots }
     }
 }
 
-/// Builds the slot tables on as many threads as there are slots; the
-/// operating system spreads them over the cores.
-fn build_slots_parallel(hashes: &[Words]) -> Vec<SlotTable> {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..SLOTS)
-            .map(|slot| s.spawn(move || build_slot(hashes, slot)))
-            .collect();
-        handles
-            .into_iter()
-            .enumerate()
-            .map(|(slot, h)| h.join().unwrap_or_else(|_| build_slot(hashes, slot)))
-            .collect::<Vec<_>>()
-    })
+/// Builds the slot tables on as many threads as there are cores.
+fn build_slots_parallel(hashes: &[Words], shape: Shape) -> Vec<SlotTable> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, SLOTS);
+    let mut out: Vec<SlotTable> = vec![SlotTable::default(); SLOTS];
+    std::thread::scope(|sc| {
+        let chunks = out.chunks_mut(SLOTS.div_ceil(threads));
+        let mut first = 0;
+        for chunk in chunks {
+            let from = first;
+            first += chunk.len();
+            sc.spawn(move || {
+                for (i, t) in chunk.iter_mut().enumerate() {
+                    *t = build_slot(hashes, from + i, shape);
+                }
+            });
+        }
+    });
+    out
+}
+
+/// Builds one slot: buckets in key order, postings in position order
+/// within each bucket, each bucket behind its group header.
+fn build_slot(hashes: &[Words], s: usize, shape: Shape) -> SlotTable {
+    let next = next_slot(s);
+    let groups = 1usize << shape.groups;
+    // Postings per (bucket, group).
+    let buckets = shape.buckets();
+    let mut counts = vec![0u32; buckets * groups];
+    for (pos, h) in hashes.iter().enumerate() {
+        let g = pos >> shape.low;
+        if let Some(c) = counts.get_mut(shape.bucket(key(h, s)) as usize * groups + g) {
+            *c += 1;
+        }
+    }
+    let largest = counts
+        .chunks_exact(groups)
+        .map(|c| c.iter().sum::<u32>())
+        .max()
+        .unwrap_or(0);
+    let mut table = SlotTable {
+        count_bytes: match (shape.groups, largest) {
+            (0, _) => 0,
+            (_, 0..=0xff) => 1,
+            (_, 0x100..=0xffff) => 2,
+            _ => 4,
+        },
+        ..SlotTable::default()
+    };
+    let hw = table.header_words(shape.groups);
+    let total = hashes.len() + buckets * hw;
+    let mut words: Vec<u32> = crate::mem::zeroed(total);
+    let mut starts = vec![0u32; buckets + 1];
+    let mut fill = vec![0u32; buckets];
+    let mut at = 0u32;
+    for (b, c) in counts.chunks_exact(groups).enumerate() {
+        starts[b] = at;
+        // Cumulative group counts, packed little-endian into the header.
+        let mut sum = 0u32;
+        for (g, &n) in c.iter().enumerate() {
+            sum += n;
+            let bit = g * table.count_bytes as usize * 8;
+            if let Some(w) = words.get_mut(at as usize + bit / 32) {
+                *w |= sum << (bit % 32);
+            }
+        }
+        fill[b] = at + hw as u32;
+        at += hw as u32 + sum;
+    }
+    starts[buckets] = at;
+    // Positions ascend, so each bucket's postings come out in position
+    // order, group after group, as the header says.
+    for (pos, h) in hashes.iter().enumerate() {
+        let f = &mut fill[shape.bucket(key(h, s)) as usize];
+        if let Some(w) = words.get_mut(*f as usize) {
+            *w = shape.post(pos as u32, key(h, next));
+        }
+        *f += 1;
+    }
+    table.starts = Starts::pack(starts);
+    table.words = words;
+    table
+}
+
+/// What the probe loop needs of one slot.
+#[derive(Clone, Copy)]
+struct SlotView<'a> {
+    table: &'a SlotTable,
+    header_words: usize,
 }
 
 impl MihIndex {
-    /// The entries, in storage order.
+    /// The entries, in storage (id) order.
     pub fn entries(&self) -> impl Iterator<Item = (EntryId, PdqHash)> + '_ {
         self.hashes
             .iter()
@@ -414,72 +629,44 @@ impl MihIndex {
         self.ids.at(pos)
     }
 
+    /// True when `id` is stored here (entries are in id order).
+    pub(crate) fn holds(&self, id: EntryId) -> bool {
+        let n = self.hashes.len();
+        let first = partition_point(n, |p| self.ids.at(p).is_some_and(|x| x < id));
+        self.ids.at(first) == Some(id)
+    }
+
     /// Resident bytes used by the arrays.
     pub fn heap_bytes(&self) -> usize {
         self.hashes.capacity() * 32
             + self.ids.bytes()
-            + self.slots.iter().map(|s| s.lines.bytes()).sum::<usize>()
+            + self
+                .slots
+                .iter()
+                .map(|s| s.starts.bytes() + s.words.capacity() * 4)
+                .sum::<usize>()
     }
 
-    /// Expected cost, in cache lines touched, of probing slot `s` with
-    /// flip budget `q` (uniformly random hashes).
-    fn slot_cost(&self, s: usize, q: u32) -> f64 {
-        let (Some(slot), Some(g)) = (self.slots.get(s), GEOMS.get(s)) else {
-            return f64::INFINITY;
-        };
+    /// Expected nanoseconds to probe for one query hash at radius `r`
+    /// (uniformly random hashes): buckets, postings filtered, candidates
+    /// verified.
+    fn probe_cost(&self, r: u32) -> f64 {
         let n = self.hashes.len() as f64;
-        let probes = binom_sum(slot.dbits, q);
-        let per_bucket = n / 2f64.powi(slot.dbits as i32);
-        // A bucket's postings take about one line per 12; the first line
-        // is a random access, the rest follow it.
-        let lines = probes * (1.0 + per_bucket / 12.0 * 0.5);
-        let cands = n * binom_sum(g.width, q) / 2f64.powi(g.width as i32);
-        lines + cands
-    }
-
-    /// The per-slot flip budgets used for radius `r`.
-    ///
-    /// Any budgets with `sum(budget + 1) >= r + 1` find every match (see
-    /// [`pigeonhole_budgets`]); among those, this picks the ones with the
-    /// lowest expected cost for this segment's size, so that a radius that
-    /// divides evenly does not pay full price for the narrow slot.
-    pub(crate) fn budgets(&self, r: u32) -> [Option<u32>; SLOTS] {
-        match self.budget_cache.get(r as usize) {
-            Some(cell) => *cell.get_or_init(|| self.optimise_budgets(r)),
-            None => pigeonhole_budgets(r),
-        }
-    }
-
-    fn optimise_budgets(&self, r: u32) -> [Option<u32>; SLOTS] {
-        let need = r as usize + 1;
-        let qmax = r / SLOTS as u32 + 2;
-        // best[u] = (cost, budgets) over the slots seen so far, with `u`
-        // units (sum of budget + 1, capped at `need`).
-        let mut best: Vec<Option<(f64, [Option<u32>; SLOTS])>> = vec![None; need + 1];
-        best[0] = Some((0.0, [None; SLOTS]));
-        for s in 0..SLOTS {
-            let mut next: Vec<Option<(f64, [Option<u32>; SLOTS])>> = vec![None; need + 1];
-            for (u, cur) in best.iter().enumerate() {
-                let Some((cost, b)) = cur else { continue };
-                let mut consider = |units: usize, extra: f64, q: Option<u32>| {
-                    let u2 = (u + units).min(need);
-                    let c = cost + extra;
-                    if next[u2].as_ref().is_none_or(|(old, _)| c < *old) {
-                        let mut b2 = *b;
-                        b2[s] = q;
-                        next[u2] = Some((c, b2));
-                    }
-                };
-                consider(0, 0.0, None);
-                for q in 0..=qmax {
-                    consider(q as usize + 1, self.slot_cost(s, q), Some(q));
-                }
+        let shape = Shape::of(self.hashes.len());
+        let per_bucket = n / shape.buckets() as f64;
+        let b = budgets(r);
+        let mut cost = 0.0;
+        for (s, q) in b.iter().enumerate() {
+            let Some(q) = *q else { continue };
+            let qn = b.get(next_slot(s)).copied().flatten();
+            for k in 0..=q.min(shape.dbits) {
+                let buckets = binom(shape.dbits, k);
+                let pass =
+                    binom_sum(shape.filter, chain_limit(q, qn, k)) / 2f64.powi(shape.filter as i32);
+                cost += buckets * (30.0 + per_bucket * (0.5 + 15.0 * pass.min(1.0)));
             }
-            best = next;
         }
-        best[need]
-            .map(|(_, b)| b)
-            .unwrap_or_else(|| pigeonhole_budgets(r))
+        cost
     }
 
     /// True when a linear scan is expected to be cheaper than probing for a
@@ -489,16 +676,9 @@ impl MihIndex {
         if n < FLAT_BELOW {
             return true;
         }
-        let lines: f64 = self
-            .budgets(r)
-            .iter()
-            .enumerate()
-            .filter_map(|(s, q)| Some(self.slot_cost(s, (*q)?)))
-            .sum();
-        // Rough costs in nanoseconds: a random line is about 15, and a
-        // scan streams half a line per hash and query.
-        let flat = n as f64 * (2.0 + nq as f64);
-        lines * 15.0 * nq as f64 > flat
+        // A scan streams every hash once and compares it with each query
+        // hash: about 2 ns plus 1 ns per query hash.
+        self.probe_cost(r) * nq as f64 > n as f64 * (2.0 + nq as f64)
     }
 
     /// Like [`Search::search_into`], but with the probe-or-scan decision
@@ -533,8 +713,8 @@ impl MihIndex {
         self.probe(query.items(), r, Batches::DEFAULT, out);
     }
 
-    /// Probes the slot tables for every hash of a query at once and appends
-    /// one raw hit per matching position (its best transform).
+    /// Probes the slot tables for every hash of a query and appends one raw
+    /// hit per matching position (its best transform).
     pub(crate) fn probe(
         &self,
         items: &[(Transform, Words)],
@@ -543,19 +723,27 @@ impl MihIndex {
         out: &mut Vec<RawHit>,
     ) {
         let start = out.len();
-        #[cfg(target_arch = "x86_64")]
-        if crate::simd::level() == crate::simd::Level::Avx2 {
-            #[allow(unsafe_code)]
-            // SAFETY: `probe_avx2` only requires AVX2 and POPCNT, which
-            // `simd::level` detected on this CPU.
-            unsafe {
-                self.probe_avx2(items, r, batches, out)
-            };
-        } else {
-            self.probe_impl(items, r, batches, crate::simd::Level::Plain, out);
+        match crate::simd::level() {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => {
+                #[allow(unsafe_code)]
+                // SAFETY: `probe_avx512` only requires AVX-512F, VPOPCNTDQ,
+                // AVX2 and POPCNT, which `simd::level` detected on this CPU.
+                unsafe {
+                    self.probe_avx512(items, r, batches, out)
+                };
+            }
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => {
+                #[allow(unsafe_code)]
+                // SAFETY: `probe_avx2` only requires AVX2 and POPCNT, which
+                // `simd::level` detected on this CPU.
+                unsafe {
+                    self.probe_avx2(items, r, batches, out)
+                };
+            }
+            _ => self.probe_impl(items, r, batches, Level::Plain, out),
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        self.probe_impl(items, r, batches, crate::simd::Level::Plain, out);
         // A close entry is found through several slots and transforms: keep
         // its best (smallest distance, then earliest transform) once.
         let mut found = out.split_off(start);
@@ -573,152 +761,115 @@ impl MihIndex {
         batches: Batches,
         out: &mut Vec<RawHit>,
     ) {
-        self.probe_impl(items, r, batches, crate::simd::Level::Avx2, out);
+        self.probe_impl(items, r, batches, Level::Avx2, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2,popcnt")]
+    fn probe_avx512(
+        &self,
+        items: &[(Transform, Words)],
+        r: u32,
+        batches: Batches,
+        out: &mut Vec<RawHit>,
+    ) {
+        self.probe_impl(items, r, batches, Level::Avx512, out);
     }
 
     /// The probe pipeline.
     ///
-    /// A probe needs two dependent memory reads, the bucket's home line and
-    /// then each candidate's hash, and nearly every one is a cache miss.
-    /// Run one after the other, each would wait the full memory latency.
-    /// Instead the stages run a fixed distance apart over the list of
-    /// probes: in one step the pipeline prefetches the home line of probe
-    /// `i`, scans the (by now cached) line of probe `i - lag` and prefetches
-    /// each candidate's hash, and verifies the candidate found `cand`
-    /// candidates earlier. Dozens of misses are in flight at any moment, so
-    /// the cost per miss is the memory system's throughput rather than its
-    /// latency. All hashes of the query share one list, which keeps the
-    /// pipeline full for dihedral queries.
+    /// A probe needs three dependent memory reads: the bucket's start, the
+    /// bucket's words, then each candidate's hash. Run one after the other,
+    /// each would wait the full memory latency. Instead the stages run a
+    /// fixed distance apart over the list of probes: in one step the
+    /// pipeline prefetches the start of probe `i`, prefetches the words of
+    /// probe `i - dir`, scans the (by now cached) bucket of probe
+    /// `i - dir - lines` and prefetches each candidate's hash, and verifies
+    /// the candidate found `cand` candidates earlier.
     #[inline(always)]
     fn probe_impl(
         &self,
         items: &[(Transform, Words)],
         r: u32,
         batches: Batches,
-        level: crate::simd::Level,
+        level: Level,
         out: &mut Vec<RawHit>,
     ) {
-        let n = self.hashes.len();
-        let budgets = self.budgets(r);
-        let lag = batches.probe.max(1);
-        let cand_lag = batches.cand.max(1);
-        let low = low_bits(n);
+        let shape = Shape::of(self.hashes.len());
+        let budgets = budgets(r);
         let views: Vec<SlotView<'_>> = self
             .slots
             .iter()
-            .zip(GEOMS)
-            .map(|(slot, g)| {
-                let fbits = filter_bits(slot.dbits, g.width, n);
-                SlotView {
-                    words: slot.lines.words(),
-                    fbits,
-                    tag_mask: BUCKET_TAG << fbits,
-                    fmask: (1 << fbits) - 1,
-                }
+            .map(|table| SlotView {
+                table,
+                header_words: table.header_words(shape.groups),
             })
             .collect();
         let mut cands: Vec<Cand> = Vec::with_capacity(256);
         let mut done = 0usize;
         let mut probes: Vec<Probe> = Vec::new();
         // One query hash at a time, so that the probe list stays small
-        // enough to sit in the cache next to the lines being fetched.
+        // enough to sit in the cache next to the buckets being fetched.
         for (qi, (_, q)) in items.iter().enumerate() {
             let Ok(qi) = u16::try_from(qi) else { break };
             probes.clear();
-            self.push_probes(qi, q, &budgets, &mut probes);
-            self.run_probes(
-                &probes, &views, low, lag, cand_lag, level, items, r, &mut cands, &mut done, out,
-            );
+            push_probes(qi, q, &budgets, shape, &mut probes);
+            let pipe = Pipe {
+                views: &views,
+                shape,
+                level,
+                items,
+                r,
+                batches,
+            };
+            self.run_probes(&probes, pipe, &mut cands, &mut done, out);
         }
         for &c in cands.get(done..).unwrap_or_default() {
             self.verify(c, items, r, out);
         }
     }
 
-    /// Appends the probes of query hash `qi` (every bucket within each
-    /// slot's budget of the hash's own).
-    #[inline(always)]
-    fn push_probes(
-        &self,
-        qi: u16,
-        q: &Words,
-        budgets: &[Option<u32>; SLOTS],
-        probes: &mut Vec<Probe>,
-    ) {
-        let n = self.hashes.len();
-        for (si, ((slot, g), budget)) in self.slots.iter().zip(GEOMS).zip(*budgets).enumerate() {
-            let Some(budget) = budget else { continue };
-            let key = field(q, g);
-            let fbits = filter_bits(slot.dbits, g.width, n);
-            let qd = key >> (g.width - slot.dbits);
-            let qf = key & ((1 << fbits) - 1);
-            let allowed = |k: u32| {
-                let a = budget.saturating_sub(k).min(fbits);
-                if a >= fbits { ALL } else { a as u8 }
-            };
-            let probe = |bucket: u32, allowed: u8| Probe {
-                line: slot.home(bucket),
-                bucket,
-                want: ((bucket & BUCKET_TAG) << fbits) | qf,
-                qi,
-                slot: si as u8,
-                allowed,
-            };
-            // Zero, one and two flips are written out: they are nearly
-            // every probe, and the general enumeration divides.
-            let d = slot.dbits;
-            probes.push(probe(qd, allowed(0)));
-            if budget >= 1 {
-                let a = allowed(1);
-                probes.extend((0..d).map(|i| probe(qd ^ (1 << i), a)));
-            }
-            if budget >= 2 {
-                let a = allowed(2);
-                for i in 1..d {
-                    probes.extend((0..i).map(|j| probe(qd ^ (1 << i) ^ (1 << j), a)));
-                }
-            }
-            for k in 3..=budget.min(d) {
-                let a = allowed(k);
-                probes.extend(Subsets::new(d, k).map(|mask| probe(qd ^ mask, a)));
-            }
-        }
-    }
-
     /// Runs the pipeline over one query hash's probes.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
     fn run_probes(
         &self,
         probes: &[Probe],
-        views: &[SlotView<'_>],
-        low: u32,
-        lag: usize,
-        cand_lag: usize,
-        level: crate::simd::Level,
-        items: &[(Transform, Words)],
-        r: u32,
+        pipe: Pipe<'_>,
         cands: &mut Vec<Cand>,
         done: &mut usize,
         out: &mut Vec<RawHit>,
     ) {
-        for i in 0..probes.len() + lag {
-            if let Some(p) = probes.get(i) {
-                if let Some(line) = views
-                    .get(usize::from(p.slot))
-                    .and_then(|v| v.line(p.line as usize))
-                {
-                    prefetch(line, 0);
-                }
+        let dir = pipe.batches.dir.max(1);
+        let lines = pipe.batches.lines.max(1);
+        let cand_lag = pipe.batches.cand.max(1);
+        for i in 0..probes.len() + dir + lines {
+            if let Some(p) = probes.get(i)
+                && let Some(v) = pipe.views.get(usize::from(p.slot))
+            {
+                v.table.starts.prefetch(usize::from(p.bucket));
             }
-            if let Some(p) = i.checked_sub(lag).and_then(|j| probes.get(j)) {
-                if let Some(v) = views.get(usize::from(p.slot)) {
-                    self.scan_bucket(p, v, low, level, cands);
+            if let Some(p) = i.checked_sub(dir).and_then(|j| probes.get(j))
+                && let Some(b) = pipe
+                    .views
+                    .get(usize::from(p.slot))
+                    .and_then(|v| v.table.bucket(usize::from(p.bucket)))
+            {
+                // One prefetch per 64 bytes from the first word reaches
+                // every line but perhaps the last. Into the second-level
+                // cache only: a bucket is ten lines, and claiming a
+                // first-level miss buffer for each would stall the
+                // candidate prefetches behind them.
+                for at in (0..b.len()).step_by(16) {
+                    prefetch_l2(b, at);
                 }
+                prefetch_l2(b, b.len().saturating_sub(1));
+            }
+            if let Some(p) = i.checked_sub(dir + lines).and_then(|j| probes.get(j)) {
+                self.scan_bucket(p, pipe, cands);
             }
             while cands.len() - *done > cand_lag {
                 if let Some(&c) = cands.get(*done) {
-                    self.verify(c, items, r, out);
+                    self.verify(c, pipe.items, pipe.r, out);
                 }
                 *done += 1;
             }
@@ -730,51 +881,38 @@ impl MihIndex {
     }
 
     /// Appends the postings of one probed bucket that pass its filter as
-    /// candidates, prefetching their hashes. Starts at the home line and
-    /// follows the bucket into later lines when it spills.
+    /// candidates, prefetching their hashes.
     #[inline(always)]
-    fn scan_bucket(
-        &self,
-        p: &Probe,
-        v: &SlotView<'_>,
-        low: u32,
-        level: crate::simd::Level,
-        cands: &mut Vec<Cand>,
-    ) {
-        let b = p.bucket;
+    fn scan_bucket(&self, p: &Probe, pipe: Pipe<'_>, cands: &mut Vec<Cand>) {
+        let Some(v) = pipe.views.get(usize::from(p.slot)) else {
+            return;
+        };
+        let Some(b) = v.table.bucket(usize::from(p.bucket)) else {
+            return;
+        };
+        let (header, posts) = b.split_at(v.header_words.min(b.len()));
+        let shape = pipe.shape;
+        let filter = if p.max == ALL {
+            PostFilter {
+                want: 0,
+                mask: 0,
+                max: 0,
+            }
+        } else {
+            PostFilter {
+                want: p.want,
+                mask: shape.fmask(),
+                max: u32::from(p.max),
+            }
+        };
         let qi = u32::from(p.qi);
-        let mut l = p.line as usize;
-        while let Some(line) = v.line(l) {
-            let (first, count) = unpack_header(line[0]);
-            if count == 0 || first > b {
-                break;
-            }
-            let rel = b - first;
-            let count = count.min(LINE_POSTS);
-            if rel <= BUCKET_TAG {
-                let filter = crate::simd::LineFilter {
-                    want: p.want,
-                    tag_mask: v.tag_mask,
-                    fmask: v.fmask,
-                    allowed: p.allowed,
-                };
-                crate::simd::line_matches(level, line, count, filter, |x| {
-                    let pos = x >> low;
-                    prefetch(&self.hashes, pos as usize);
-                    cands.push(Cand { pos, qi });
-                });
-            }
-            // The bucket may go on in the next line only if this line is
-            // full up to a posting of a bucket not after it, or if this
-            // line ended before reaching it.
-            let last = line[count as usize];
-            let last_tag = (last >> v.fbits) & BUCKET_TAG;
-            let last_bucket = first + (last_tag.wrapping_sub(first) & BUCKET_TAG);
-            if last_bucket > b || (count < LINE_POSTS && rel <= BUCKET_TAG) {
-                break;
-            }
-            l += 1;
-        }
+        let count_bytes = v.table.count_bytes;
+        matching_posts(pipe.level, posts, filter, |j| {
+            let g = group_of(header, count_bytes, shape.groups, j);
+            let pos = shape.pos(g, posts.get(j).copied().unwrap_or(0));
+            prefetch(&self.hashes, pos as usize);
+            cands.push(Cand { pos, qi });
+        });
     }
 
     /// Checks one candidate by full distance.
@@ -797,39 +935,71 @@ impl MihIndex {
     /// Checks the invariants the search relies on; used after loading.
     pub(crate) fn check(&self) -> Result<(), String> {
         let n = self.hashes.len();
-        let ids_len = match &self.ids {
-            Ids::Narrow(v) => v.len(),
-            Ids::Wide(v) => v.len(),
-        };
-        if ids_len != n {
-            return Err(format!("{ids_len} ids for {n} hashes"));
-        }
+        self.ids.check(n)?;
         if n > MAX_SEGMENT {
             return Err(format!("{n} entries, more than a segment holds"));
         }
         if self.slots.len() != SLOTS {
             return Err(format!("{} slots, expected {SLOTS}", self.slots.len()));
         }
-        let low = low_bits(n);
-        for (s, (slot, g)) in self.slots.iter().zip(GEOMS).enumerate() {
-            if slot.dbits == 0 || slot.dbits >= g.width {
-                return Err(format!("slot {s} has {} bucket bits", slot.dbits));
+        let shape = Shape::of(n);
+        for (s, slot) in self.slots.iter().enumerate() {
+            let valid_width = match shape.groups {
+                0 => slot.count_bytes == 0,
+                _ => matches!(slot.count_bytes, 1 | 2 | 4),
+            };
+            if !valid_width {
+                return Err(format!(
+                    "slot {s} has {}-byte group counts",
+                    slot.count_bytes
+                ));
             }
-            if slot.home_lines == 0 || slot.home_lines as usize > slot.lines.len() {
-                return Err(format!("slot {s} has {} home lines", slot.home_lines));
-            }
-            let mut total = 0usize;
-            for line in slot.lines.words().chunks_exact(LINE_WORDS) {
-                let (first, count) = unpack_header(line[0]);
-                if count > LINE_POSTS || first >> slot.dbits != 0 {
-                    return Err(format!("slot {s} has a malformed line header"));
+            let buckets = shape.buckets();
+            let packed_ok = match &slot.starts {
+                Starts::Packed { blocks, .. } => {
+                    blocks.len() == (buckets + 1).div_ceil(START_BLOCK)
                 }
-                total += count as usize;
-                if line[1..=count as usize]
-                    .iter()
-                    .any(|&p| (p >> low) as usize >= n)
-                {
-                    return Err(format!("slot {s} has a position out of range"));
+                Starts::Wide(_) => true,
+            };
+            let mut prev = Some(0u32);
+            let sorted = (0..=buckets).all(|b| {
+                let x = slot.starts.at(b);
+                let ok = x.is_some() && x >= prev;
+                prev = x;
+                ok
+            });
+            if !packed_ok
+                || slot.starts.len() != buckets + 1
+                || slot.starts.at(0) != Some(0)
+                || slot.starts.at(buckets).map(|e| e as usize) != Some(slot.words.len())
+                || !sorted
+            {
+                return Err(format!("slot {s} has malformed bucket starts"));
+            }
+            let hw = slot.header_words(shape.groups);
+            let mut total = 0usize;
+            for b in 0..shape.buckets() {
+                let words = slot.bucket(b).unwrap_or_default();
+                let Some((header, posts)) = words.split_at_checked(hw) else {
+                    return Err(format!("slot {s} bucket {b} is shorter than its header"));
+                };
+                total += posts.len();
+                // Every posting must decode to a position inside the
+                // segment; group counts must rise and fit the bucket.
+                let mut from = 0usize;
+                for g in 0..1u32 << shape.groups {
+                    let to = if g + 1 == 1 << shape.groups {
+                        posts.len()
+                    } else {
+                        group_end(header, slot.count_bytes, g)
+                    };
+                    let Some(run) = posts.get(from..to) else {
+                        return Err(format!("slot {s} bucket {b} has bad group counts"));
+                    };
+                    if run.iter().any(|&p| shape.pos(g, p) as usize >= n) {
+                        return Err(format!("slot {s} has a position out of range"));
+                    }
+                    from = to;
                 }
             }
             if total != n {
@@ -840,100 +1010,109 @@ impl MihIndex {
     }
 }
 
-/// Builds one slot's lines: buckets in key order, each starting at its
-/// home line or right after the postings before it.
-fn build_slot(hashes: &[Words], slot: usize) -> SlotTable {
-    let g = GEOMS[slot];
-    let n = hashes.len();
-    let dbits = bucket_bits(n, g.width);
-    let shift = g.width - dbits;
-    let fbits = filter_bits(dbits, g.width, n);
-    let low = low_bits(n);
-    let fmask = (1u32 << fbits) - 1;
-    // Counting sort of (key, position) by bucket. The key travels with the
-    // position so that laying out the lines reads no hash again: random
-    // reads of ten million hashes would cost more than the rest of the
-    // build.
-    let keys: Vec<u32> = hashes.iter().map(|h| field(h, g)).collect();
-    let mut start = vec![0u32; (1usize << dbits) + 1];
-    for &k in &keys {
-        start[(k >> shift) as usize + 1] += 1;
+/// The cumulative count of group `g` in a bucket header.
+fn group_end(header: &[u32], count_bytes: u32, g: u32) -> usize {
+    if count_bytes == 0 {
+        return 0;
     }
-    for i in 1..start.len() {
-        start[i] += start[i - 1];
-    }
-    let mut order: Vec<u64> = crate::mem::zeroed(n);
-    let mut cursor = start.clone();
-    for (i, &k) in keys.iter().enumerate() {
-        let c = &mut cursor[(k >> shift) as usize];
-        order[*c as usize] = (u64::from(k) << 32) | i as u64;
-        *c += 1;
-    }
-    drop(cursor);
-    drop(keys);
-
-    let home_lines = n.div_ceil(LINE_LOAD).max(1) as u32;
-    let mut table = SlotTable {
-        dbits,
-        home_lines,
-        lines: Lines::default(),
+    let bits = 8 * count_bytes;
+    let per_word = 4 / count_bytes;
+    let mask = if bits == 32 {
+        u32::MAX
+    } else {
+        (1 << bits) - 1
     };
-    // Lines past the home lines hold only what spills off the end.
-    let mut lines: Vec<[u32; LINE_WORDS]> = Vec::with_capacity(home_lines as usize + 64);
-    let mut cur = 0usize;
-    let mut fill = 0u32;
-    let mut first = 0u32;
-    for b in 0..(1u32 << dbits) {
-        let (lo, hi) = (start[b as usize] as usize, start[b as usize + 1] as usize);
-        if lo == hi {
-            continue;
-        }
-        let home = table.home(b) as usize;
-        if home > cur {
-            cur = home;
-            fill = 0;
-        }
-        for &entry in &order[lo..hi] {
-            let (key, pos) = ((entry >> 32) as u32, entry as u32);
-            if fill == LINE_POSTS || (fill > 0 && b - first > BUCKET_TAG) {
-                cur += 1;
-                fill = 0;
-            }
-            if fill == 0 {
-                first = b;
-            }
-            if lines.len() <= cur {
-                lines.resize(cur + 1, [0; LINE_WORDS]);
-            }
-            let line = &mut lines[cur];
-            line[1 + fill as usize] = (pos << low) | ((b & BUCKET_TAG) << fbits) | (key & fmask);
-            fill += 1;
-            line[0] = header(first, fill);
+    let w = header.get((g / per_word) as usize).copied().unwrap_or(0);
+    ((w >> ((g % per_word) * bits)) & mask) as usize
+}
+
+/// The first position in `0..n` for which `pred` is false, given that
+/// `pred` holds on a prefix.
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    let total = lines.len().max(home_lines as usize);
-    let mut out = Lines::zeroed(total);
-    for (dst, src) in out.words_mut().chunks_exact_mut(LINE_WORDS).zip(&lines) {
-        dst.copy_from_slice(src);
+    lo
+}
+
+/// What every stage of one query's pipeline reads.
+#[derive(Clone, Copy)]
+struct Pipe<'a> {
+    views: &'a [SlotView<'a>],
+    shape: Shape,
+    level: Level,
+    items: &'a [(Transform, Words)],
+    r: u32,
+    batches: Batches,
+}
+
+/// Appends the probes of query hash `qi`: every bucket within each slot's
+/// budget of the hash's own key, with the filter its flip count allows.
+#[inline(always)]
+fn push_probes(
+    qi: u16,
+    q: &Words,
+    budgets: &[Option<u32>; SLOTS],
+    shape: Shape,
+    probes: &mut Vec<Probe>,
+) {
+    for (s, budget) in budgets.iter().enumerate() {
+        let Some(budget) = *budget else { continue };
+        let next = next_slot(s);
+        let qn = budgets.get(next).copied().flatten();
+        let own = shape.bucket(key(q, s));
+        let want = key(q, next) >> (KEY_BITS - shape.filter);
+        // Flips beyond the bucket bits cannot be told apart: a bucket found
+        // at `k` flips holds entries `k` or more bits away in this slot,
+        // so `k` is what the chain limit may subtract.
+        for k in 0..=budget.min(shape.dbits) {
+            let limit = chain_limit(budget, qn, k);
+            let max = if limit >= shape.filter {
+                ALL
+            } else {
+                limit as u8
+            };
+            let probe = |mask: u32| Probe {
+                want,
+                bucket: (own ^ mask) as u16,
+                slot: s as u8,
+                max,
+                qi,
+            };
+            // No and one flip are written out: they are nearly every probe
+            // at the default radius, and the general enumeration divides.
+            match k {
+                0 => probes.push(probe(0)),
+                1 => probes.extend((0..shape.dbits).map(|i| probe(1 << i))),
+                _ => probes.extend(Subsets::new(shape.dbits, k).map(probe)),
+            }
+        }
     }
-    table.lines = out;
-    table
+}
+
+/// C(n, k).
+fn binom(n: u32, k: u32) -> f64 {
+    let mut c = 1.0;
+    for i in 1..=k.min(n) {
+        c = c * f64::from(n - i + 1) / f64::from(i);
+    }
+    if k > n { 0.0 } else { c }
 }
 
 /// Sum of binomial coefficients C(n, 0..=k).
 fn binom_sum(n: u32, k: u32) -> f64 {
-    let mut c = 1.0;
-    let mut sum = 1.0;
-    for i in 1..=k.min(n) {
-        c = c * f64::from(n - i + 1) / f64::from(i);
-        sum += c;
-    }
-    sum
+    (0..=k.min(n)).map(|i| binom(n, i)).sum()
 }
 
 /// Every `n`-bit mask with exactly `k` set bits (`n <= 31`), in increasing
 /// order. An iterator rather than a callback so that the probe loop stays
-/// inside the function compiled for AVX2 and POPCNT.
+/// inside the function compiled for the detected instruction set.
 struct Subsets {
     next: u64,
     limit: u64,
@@ -984,18 +1163,83 @@ mod tests {
 
     #[test]
     fn slots_cover_all_bits() {
-        assert_eq!(WIDTHS.iter().sum::<u32>(), 256);
-        let mut w = [0u64; 4];
-        // Setting each slot to all ones must set every bit exactly once.
         let ones = [u64::MAX; 4];
-        for g in GEOMS {
-            assert_eq!(field(&ones, g), (1u32 << g.width) - 1);
-            assert_eq!(field(&w, g), 0);
+        for s in 0..SLOTS {
+            assert_eq!(key(&ones, s), 0xffff);
+            // One bit set per slot lands in that slot only.
+            let mut w = [0u64; 4];
+            w[s / 4] = 1u64 << (63 - 16 * (s % 4));
+            for t in 0..SLOTS {
+                assert_eq!(key(&w, t), if t == s { 0x8000 } else { 0 });
+            }
         }
-        w[3] = 1;
-        assert_eq!(field(&w, GEOMS[SLOTS - 1]), 1);
-        w = [1u64 << 63, 0, 0, 0];
-        assert_eq!(field(&w, GEOMS[0]), 1 << 23);
+    }
+
+    #[test]
+    fn shapes_fit_in_a_word() {
+        assert_eq!(
+            Shape::of(1),
+            Shape {
+                dbits: 1,
+                low: 0,
+                groups: 0,
+                filter: 16
+            }
+        );
+        assert_eq!(Shape::of(12_000).dbits, 9);
+        assert_eq!(Shape::of(1 << 16).filter, 16);
+        assert_eq!(Shape::of((1 << 16) + 1).filter, 15);
+        assert_eq!(
+            Shape::of(1_000_000),
+            Shape {
+                dbits: 16,
+                low: 20,
+                groups: 0,
+                filter: 12
+            }
+        );
+        assert_eq!(
+            Shape::of(10_000_000),
+            Shape {
+                dbits: 16,
+                low: 20,
+                groups: 4,
+                filter: 12
+            }
+        );
+        assert_eq!(Shape::of(MAX_SEGMENT).groups, 4);
+        for n in [1, 2, 1000, 1 << 20, (1 << 20) + 1, MAX_SEGMENT] {
+            let sh = Shape::of(n);
+            assert!(sh.low + sh.filter <= 32);
+            let pos = (n - 1) as u32;
+            let post = sh.post(pos, 0xffff);
+            assert_eq!(sh.pos(pos >> sh.low, post), pos, "n = {n}");
+            assert_eq!(post & sh.fmask(), sh.fmask());
+        }
+    }
+
+    #[test]
+    fn ids_pack_and_unpack() {
+        let mut seed = 3u64;
+        let lists: Vec<Vec<u64>> = vec![
+            vec![],
+            vec![7],
+            (0..1000).collect(),
+            (0..300).map(|i| i * 1_000_003).collect(),
+            (0..200).map(|_| crate::splitmix64(&mut seed)).collect(),
+            vec![u64::MAX, 0, u64::MAX, 5],
+            vec![42; 130],
+        ];
+        for ids in lists {
+            let packed = Ids::pack(&ids);
+            packed.check(ids.len()).unwrap();
+            let back: Vec<u64> = (0..ids.len()).map(|p| packed.at(p).unwrap().0).collect();
+            assert_eq!(back, ids);
+            assert_eq!(packed.at(ids.len()), None);
+        }
+        // Dense ids take about a byte each.
+        let dense: Vec<u64> = (1_000_000..1_100_000).collect();
+        assert!(Ids::pack(&dense).bytes() < 120_000);
     }
 
     #[test]
@@ -1008,23 +1252,34 @@ mod tests {
                     assert!(m < (1 << n));
                     assert!(seen.insert(m));
                 }
-                assert_eq!(
-                    seen.len() as f64,
-                    binom_sum(n, k)
-                        - binom_sum(n, k.saturating_sub(1)) * f64::from(u8::from(k > 0))
-                );
+                assert_eq!(seen.len() as f64, binom(n, k));
             }
         }
     }
 
-    /// Random hashes plus neighbours of the first few at 0-40 bits, and
+    #[test]
+    fn budgets_cover_the_radius() {
+        for r in 0..=256 {
+            let b = budgets(r);
+            let sum: u32 = b.iter().map(|q| q.map_or(0, |q| q + 1)).sum();
+            assert!(sum > r, "r = {r}: {b:?}");
+            assert!(b.iter().flatten().all(|&q| q <= KEY_BITS));
+        }
+        assert_eq!(budgets(31), [Some(1); SLOTS]);
+        assert_eq!(budgets(0).iter().flatten().count(), 1);
+        assert_eq!(chain_limit(1, Some(1), 1), 2);
+        assert_eq!(chain_limit(1, Some(1), 0), 3);
+        assert_eq!(chain_limit(0, None, 0), 0);
+    }
+
+    /// Random hashes plus neighbours of the first few at 0-46 bits, and
     /// query hashes near those neighbours.
     fn planted(n: usize, seed: u64) -> (Vec<Words>, Vec<Words>) {
         let mut x = seed;
         let mut next = move || crate::splitmix64(&mut x);
         let mut hashes: Vec<Words> = (0..n).map(|_| [next(), next(), next(), next()]).collect();
         let mut queries = Vec::new();
-        for i in 0..24 {
+        for i in 0..24.min(n) {
             let mut q = hashes[i];
             for _ in 0..(i * 2) {
                 let bit = next() % 256;
@@ -1047,9 +1302,8 @@ mod tests {
     }
 
     /// Batch sizes only change how far ahead the pipeline prefetches;
-    /// one-element batches (no overlap at all) and odd sizes that split
-    /// buckets' candidate lists must give the same hits as the default and
-    /// as a full scan.
+    /// one-element batches (no overlap at all) and odd sizes must give the
+    /// same hits as the default and as a full scan.
     #[test]
     fn batch_sizes_do_not_change_results() {
         let (hashes, queries) = planted(40_000, 5);
@@ -1070,10 +1324,19 @@ mod tests {
                 total += want.len();
                 for b in [
                     Batches::DEFAULT,
-                    Batches { probe: 1, cand: 1 },
-                    Batches { probe: 3, cand: 7 },
                     Batches {
-                        probe: 1000,
+                        dir: 1,
+                        lines: 1,
+                        cand: 1,
+                    },
+                    Batches {
+                        dir: 3,
+                        lines: 5,
+                        cand: 7,
+                    },
+                    Batches {
+                        dir: 1000,
+                        lines: 1000,
                         cand: 5000,
                     },
                 ] {
@@ -1115,55 +1378,34 @@ mod tests {
         }
     }
 
+    /// Buckets hold every posting once, in position order, each in the
+    /// bucket of its own key and carrying its next slot's top bits.
     #[test]
-    fn budgets_cover_the_radius() {
-        let (hashes, _) = planted(50_000, 3);
-        let ids = (0..hashes.len() as u64).collect();
-        let mih = MihIndex::from_words(hashes, ids).unwrap();
-        for r in 0..=256 {
-            for b in [pigeonhole_budgets(r), mih.budgets(r)] {
-                let sum: u32 = b.iter().map(|q| q.map_or(0, |q| q + 1)).sum();
-                assert!(sum > r, "r = {r}: {b:?}");
-            }
-        }
-        // At the default radius the narrow last slot takes one flip.
-        let b = mih.budgets(31);
-        assert_eq!(b[SLOTS - 1], Some(1), "{b:?}");
-        assert_eq!(pigeonhole_budgets(0).iter().flatten().count(), 1);
-    }
-
-    #[test]
-    fn bucket_bits_follow_size() {
-        assert_eq!(bucket_bits(0, 23), 1);
-        assert_eq!(bucket_bits(10_000_000, 24), 20);
-        assert_eq!(bucket_bits(1_000_000, 24), 17);
-        assert_eq!(bucket_bits(10_000_000, 20), 19);
-        assert_eq!(bucket_bits(usize::MAX, 23), 22);
-        assert_eq!(filter_bits(20, 24, 10_000_000), 4);
-        assert_eq!(filter_bits(17, 24, 1_000_000), 7);
-        assert_eq!(filter_bits(10, 24, 10_000), 8);
-    }
-
-    /// Lines hold every posting once, buckets in order, each bucket
-    /// starting no earlier than its home line and never spanning more
-    /// buckets than the tag tells apart.
-    #[test]
-    fn lines_keep_the_layout_invariants() {
+    fn buckets_keep_the_layout_invariants() {
         for n in [3000, 40_000, 200_000] {
             let (hashes, _) = planted(n, 11);
             let ids = (0..hashes.len() as u64).collect();
             let mih = MihIndex::from_words(hashes, ids).unwrap();
             mih.check().unwrap();
-            for slot in &mih.slots {
-                let mut last_bucket = 0;
-                for (l, line) in slot.lines.words().chunks_exact(LINE_WORDS).enumerate() {
-                    let (first, count) = unpack_header(line[0]);
-                    if count == 0 {
-                        continue;
+            let shape = Shape::of(mih.hashes.len());
+            for (s, slot) in mih.slots.iter().enumerate() {
+                let hw = slot.header_words(shape.groups);
+                for b in 0..shape.buckets() {
+                    let words = slot.bucket(b).unwrap();
+                    let (header, posts) = words.split_at(hw);
+                    let mut last = None;
+                    for (j, &p) in posts.iter().enumerate() {
+                        let g = group_of(header, slot.count_bytes, shape.groups, j);
+                        let pos = shape.pos(g, p);
+                        let h = &mih.hashes[pos as usize];
+                        assert_eq!(shape.bucket(key(h, s)) as usize, b);
+                        assert_eq!(
+                            p & shape.fmask(),
+                            key(h, next_slot(s)) >> (KEY_BITS - shape.filter)
+                        );
+                        assert!(last < Some(pos));
+                        last = Some(pos);
                     }
-                    assert!(first >= last_bucket);
-                    assert!(slot.home(first) as usize <= l);
-                    last_bucket = first;
                 }
             }
         }
@@ -1186,10 +1428,10 @@ mod tests {
     }
 
     /// Segments of one or a few entries still probe correctly (positions
-    /// and tags share a word differently at every size).
+    /// and filter bits share a word differently at every size).
     #[test]
     fn tiny_segments_probe_like_a_scan() {
-        for n in [1, 2, 3, 17, 100, 2047, 2049] {
+        for n in [1, 2, 3, 17, 100, 2047, 2049, 65_536, 65_537] {
             let (hashes, queries) = planted(n, n as u64);
             let ids = (0..hashes.len() as u64).collect();
             let mih = MihIndex::from_words(hashes.clone(), ids).unwrap();
@@ -1200,9 +1442,8 @@ mod tests {
         }
     }
 
-    /// Skewed sets: thousands of copies of one hash (a bucket spanning
-    /// hundreds of lines) and keys spread so thinly that lines break on
-    /// the bucket-tag span.
+    /// Skewed sets: thousands of copies of one hash (one huge bucket per
+    /// slot) and hashes that differ only in a few slots.
     #[test]
     fn skewed_sets_probe_like_a_scan() {
         let (mut hashes, queries) = planted(6000, 21);
@@ -1213,12 +1454,10 @@ mod tests {
         mih.check().unwrap();
         assert!(probe_equals_scan(&mih, &queries, &[0, 12, 31]) > 5000);
 
-        // Every hash differs from the last in the top bits of every slot
-        // only, by a large stride: buckets are far apart.
         let sparse: Vec<Words> = (0..4000u64)
             .map(|i| {
                 let x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-                [x, x.rotate_left(17), x.rotate_left(31), x.rotate_left(47)]
+                [x, x.rotate_left(17), 0, 0]
             })
             .collect();
         let ids = (0..sparse.len() as u64).collect();
@@ -1229,5 +1468,52 @@ mod tests {
             q[1] ^= 0b1011;
         }
         assert!(probe_equals_scan(&mih, &qs, &[3, 31]) > 0);
+    }
+
+    /// Above 2^20 entries positions split into groups behind a header of
+    /// one-, two- or four-byte counts, as the largest bucket needs; bucket
+    /// starts fall back to 32 bits when a block of buckets outgrows 16.
+    #[test]
+    fn grouped_segments_probe_like_a_scan() {
+        let (base, queries) = planted((1 << 20) + 5000, 31);
+        for (copies, width) in [(0, 1), (1000, 2), (70_000, 4)] {
+            let mut hashes = base.clone();
+            hashes.extend(std::iter::repeat_n(base[3], copies));
+            let n = hashes.len();
+            // Ids out of order: the segment sorts them.
+            let ids = (0..n as u64).rev().collect();
+            let mih = MihIndex::from_words(hashes, ids).unwrap();
+            mih.check().unwrap();
+            assert_eq!(Shape::of(n).groups, 1);
+            assert!(mih.slots.iter().all(|s| s.count_bytes == width));
+            // A bucket of 70,000 needs 32-bit starts (unless it ends its
+            // block of buckets); smaller ones pack.
+            let wide = mih
+                .slots
+                .iter()
+                .filter(|s| matches!(s.starts, Starts::Wide(_)))
+                .count();
+            assert_eq!(wide > 0, copies > 65_535, "{wide} wide slots");
+            assert!(probe_equals_scan(&mih, &queries, &[0, 6, 31]) > copies);
+            assert!(mih.holds(EntryId(0)) && mih.holds(EntryId(n as u64 - 1)));
+            assert!(!mih.holds(EntryId(n as u64)));
+        }
+    }
+
+    /// Ids given out of order come back sorted, each with its own hash.
+    #[test]
+    fn entries_are_kept_in_id_order() {
+        let (hashes, _) = planted(5000, 41);
+        let ids: Vec<u64> = (0..hashes.len() as u64)
+            .map(|i| (i * 7919) % 10_007)
+            .collect();
+        let mih = MihIndex::from_words(hashes.clone(), ids.clone()).unwrap();
+        let got: Vec<(EntryId, PdqHash)> = mih.entries().collect();
+        assert!(got.is_sorted_by_key(|e| e.0));
+        for (id, h) in got {
+            let i = ids.iter().position(|&x| x == id.0).unwrap();
+            assert_eq!(h.words(), hashes[i]);
+            assert!(mih.holds(id));
+        }
     }
 }

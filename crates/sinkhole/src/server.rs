@@ -449,7 +449,7 @@ async fn accept_loop(
                         // (descriptor exhaustion under a flood) is logged once
                         // and then every thousandth time, and always counted.
                         inc(&shared.stats.accept_errors);
-                        if failed_in_a_row % 1000 == 0 {
+                        if failed_in_a_row.is_multiple_of(1000) {
                             warn!(addr = %local, error = %e, failed_in_a_row, "Accept failed.");
                         }
                         failed_in_a_row = failed_in_a_row.saturating_add(1);

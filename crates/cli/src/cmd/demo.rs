@@ -588,10 +588,11 @@ async fn resolve(
         let id = rng.next() as u16;
         let query = dns_query(id, &format!("{label}.{zone}"));
         sock.send(&query).await.context("sending a DNS query")?;
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await {
-            if n >= 2 && buf[..2] == id.to_be_bytes() {
-                answered += 1;
-            }
+        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await
+            && n >= 2
+            && buf[..2] == id.to_be_bytes()
+        {
+            answered += 1;
         }
         bar.inc(1);
     }
@@ -840,7 +841,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

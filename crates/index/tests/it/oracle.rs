@@ -135,7 +135,15 @@ fn large_set_boundaries() {
     for r in [0, 21, 22, 31, 32, 33, 64] {
         check_all(&entries, &qs, Radius::new(r).unwrap());
     }
-    let mih = MihIndex::build(entries.iter().copied()).unwrap();
+    // The memory budget holds for ids as a store assigns them (dense row
+    // ids); the scattered ids above pack into about five bytes each.
+    let mih = MihIndex::build(
+        entries
+            .iter()
+            .enumerate()
+            .map(|(i, (_, h))| (EntryId(1000 + i as u64), *h)),
+    )
+    .unwrap();
     assert!(
         mih.heap_bytes() / entries.len() <= 100,
         "{} bytes per hash",
@@ -167,30 +175,24 @@ fn duplicates_and_transform_ties() {
     assert_eq!(hits, oracle(&entries, &q, Radius::DEFAULT));
 }
 
-/// Bit offsets of the index's 11 slots (three of 24 bits, then eight of 23),
-/// counted from the most significant bit of the first hash byte.
-const SLOT_WIDTHS: [usize; 11] = [24, 24, 24, 23, 23, 23, 23, 23, 23, 23, 23];
+/// The index's 16 slots of 16 bits, counted from the most significant bit
+/// of the first hash byte.
+const SLOTS: usize = 16;
+const SLOT_BITS: usize = 16;
 
 /// `h` with `d` flips spread over the slots as evenly as possible, each
-/// slot's flips placed first on its top bit and then on its lowest bit, so
-/// that both the bucket key and the filter byte of every slot differ. This
-/// is the case where the per-slot flip budget is exactly tight.
+/// slot's flips placed first on its top bits (which both name its bucket
+/// and sit in the previous slot's filter bits) and then on its lowest bits.
+/// At `d = 31` fifteen slots differ in two bits and one in one: every flip
+/// budget and every next-slot limit is exactly tight.
 fn flip_tight(h: PdqHash, d: usize) -> PdqHash {
     let mut out = h;
-    let mut start = 0;
-    let mut slots = Vec::new();
-    for w in SLOT_WIDTHS {
-        slots.push((start, w));
-        start += w;
-    }
     for i in 0..d {
-        let (s, w) = slots[i % 11];
-        let k = i / 11;
-        // Top bit, lowest bit, then bits just below the top.
+        let s = (i % SLOTS) * SLOT_BITS;
+        let k = i / SLOTS;
         let bit = match k {
-            0 => s,
-            1 => s + w - 1,
-            _ => s + k - 1,
+            0 | 1 => s + k,
+            _ => s + SLOT_BITS - 1 - (k - 2),
         };
         out.0[bit / 8] ^= 0x80 >> (bit % 8);
     }
@@ -199,31 +201,35 @@ fn flip_tight(h: PdqHash, d: usize) -> PdqHash {
 
 #[test]
 fn pigeonhole_boundary_is_exact() {
-    let mut rng = Rng(99);
-    let mut entries: Vec<(EntryId, PdqHash)> =
-        (0..6000).map(|i| (EntryId(i), rng.hash())).collect();
-    let centres: Vec<PdqHash> = (0..8).map(|_| rng.hash()).collect();
-    let mut id = 1_000_000;
-    for c in &centres {
-        for d in 20..=34 {
-            entries.push((EntryId(id), flip_tight(*c, d)));
-            id += 1;
-        }
-    }
-    let mih = MihIndex::build(entries.iter().copied()).unwrap();
-    for r in [21, 22, 23, 31, 32, 33] {
-        let r = Radius::new(r).unwrap();
+    // A small segment (8 bucket bits, 16 filter bits) and one past 2^20
+    // entries (16 bucket bits, 12 filter bits, positions in groups).
+    for n in [6000, (1 << 20) + 1000] {
+        let mut rng = Rng(99);
+        let mut entries: Vec<(EntryId, PdqHash)> =
+            (0..n).map(|i| (EntryId(i), rng.hash())).collect();
+        let centres: Vec<PdqHash> = (0..8).map(|_| rng.hash()).collect();
+        let mut id = 10_000_000;
         for c in &centres {
-            let q = vec![(Transform::Orig, *c)];
-            let want = oracle(&entries, &q, r);
-            assert!(
-                want.iter().any(|h| h.distance == r.get().min(34)),
-                "boundary not planted at r={r}"
-            );
-            let mut got = Vec::new();
-            mih.search_with(&query_of(&q), r, Plan::Probe, &mut got);
-            takedown_index::sort_hits(&mut got);
-            assert_eq!(got, want, "r={r}");
+            for d in 20..=34 {
+                entries.push((EntryId(id), flip_tight(*c, d)));
+                id += 1;
+            }
+        }
+        let mih = MihIndex::build(entries.iter().copied()).unwrap();
+        for r in [21, 22, 23, 31, 32, 33] {
+            let r = Radius::new(r).unwrap();
+            for c in &centres {
+                let q = vec![(Transform::Orig, *c)];
+                let want = oracle(&entries, &q, r);
+                assert!(
+                    want.iter().any(|h| h.distance == r.get().min(34)),
+                    "boundary not planted at r={r}"
+                );
+                let mut got = Vec::new();
+                mih.search_with(&query_of(&q), r, Plan::Probe, &mut got);
+                takedown_index::sort_hits(&mut got);
+                assert_eq!(got, want, "n={n}, r={r}");
+            }
         }
     }
 }

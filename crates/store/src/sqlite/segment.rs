@@ -525,17 +525,17 @@ mod tests {
         );
         e.http_agent = Some("agent".into());
         e.http_url = Some(format!("/x?{i}"));
-        e.payload = (i % 2 == 0).then(|| "p".repeat(400));
-        e.family = (i % 4 != 0).then(|| "rustock".parse().unwrap());
-        e.malformed = i % 5 == 0;
+        e.payload = i.is_multiple_of(2).then(|| "p".repeat(400));
+        e.family = (!i.is_multiple_of(4)).then(|| "rustock".parse().unwrap());
+        e.malformed = i.is_multiple_of(5);
         e.protocol = if i % 3 == 2 {
             Transport::Udp
         } else {
             Transport::Tcp
         };
-        e.network = (i % 3 != 0).then(|| Network {
+        e.network = (!i.is_multiple_of(3)).then(|| Network {
             prefix: Some("192.0.2.0/24".parse().unwrap()),
-            asn: (i % 2 == 0).then_some(Asn(u32::MAX)),
+            asn: i.is_multiple_of(2).then_some(Asn(u32::MAX)),
             as_name: Some("EXAMPLE".into()),
             country: "DE".parse().ok(),
         });

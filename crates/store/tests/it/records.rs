@@ -407,7 +407,8 @@ pub(crate) fn partner_filters_isolate<B: Backend>() {
     for i in 0..64usize {
         let pick = |n: usize, salt: usize| {
             (0..n).filter(move |k| {
-                (i * 2654435761 + salt * 97) >> (k % 16) & 1 == 1 && (i + k + salt) % 3 != 0
+                (i * 2654435761 + salt * 97) >> (k % 16) & 1 == 1
+                    && !(i + k + salt).is_multiple_of(3)
             })
         };
         let n = NetworkSet {
