@@ -44,4 +44,10 @@ for kind, r in peers.items():
         print(f"  {kind:9s} {q}: faiss {r[q + '_cpu_ms']:.4f} ms, takedown {ours[q + '_cpu_ms']:.4f} ms,"
               f" x{r[q + '_cpu_ms'] / ours[q + '_cpu_ms']:.1f}; recall faiss {r[q + '_recall_planted']}")
     print(f"  {kind:9s} memory: faiss {r['rss_bytes_per_hash']} B/hash, takedown {ours['rss_open_bytes_per_hash']} B/hash")
+flat = peers.get("flat")
+if flat:
+    print("== takedown's own flat scan (the large-radius fallback) vs faiss IndexBinaryFlat")
+    for q in ("q1", "q8"):
+        mine = ours["flat" + q[1] + "_cpu_ms"]
+        print(f"  flat scan {q}: faiss {flat[q + '_cpu_ms']:.2f} ms, takedown {mine:.2f} ms, x{flat[q + '_cpu_ms'] / mine:.2f}")
 PY
