@@ -7,9 +7,10 @@
 //!   multi-index-hashing segments plus a small flat tail for recent inserts,
 //!   supports [`Index::insert`] and [`Index::remove`] without a full rebuild,
 //!   and saves to / opens from a checksummed file ([`Index::save`], [`Index::open`]).
-//! - [`MihIndex`]: one immutable multi-index-hashing segment (11 slots of
-//!   20-24 bits, bucketed on each slot's high bits into cache-line-sized
-//!   runs of packed postings), probed through a prefetching pipeline.
+//! - [`MihIndex`]: one immutable multi-index-hashing segment (16 slots of
+//!   16 bits; each posting carries the next slot's top bits, so a probe
+//!   drops nearly every false candidate without fetching it), probed
+//!   through a prefetching pipeline.
 //! - [`FlatIndex`]: a linear scan, used for small sets and very large radii.
 //! - [`Query`] and [`Hit`]: a query carries one hash or the eight dihedral
 //!   hashes of an image; each hit names the entry, the best transform and its
@@ -28,10 +29,11 @@
 //! assert_eq!((hits[0].id, hits[0].transform, hits[0].distance), (EntryId(7), Transform::Orig, 3));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-// Unsafe is denied except for three narrow uses, each in one small
-// function: calling the AVX2/POPCNT builds of the hot loops after run-time
-// CPU detection and issuing prefetch hints (see `simd`), and asking the
-// kernel for huge pages (see `mem`).
+// Unsafe is denied except for a few narrow uses, each in one small
+// function: calling the AVX2 and AVX-512 builds of the hot loops after
+// run-time CPU detection, their unaligned and masked vector loads, and
+// issuing prefetch hints (see `simd` and `flat`), and asking the kernel for
+// huge pages (see `mem`).
 #![deny(unsafe_code)]
 
 mod file;

@@ -808,13 +808,27 @@ impl MihIndex {
             .collect();
         let mut cands: Vec<Cand> = Vec::with_capacity(256);
         let mut done = 0usize;
-        let mut probes: Vec<Probe> = Vec::new();
-        // One query hash at a time, so that the probe list stays small
-        // enough to sit in the cache next to the buckets being fetched.
-        for (qi, (_, q)) in items.iter().enumerate() {
-            let Ok(qi) = u16::try_from(qi) else { break };
+        // Sized once for the radius (272 probes per hash at 31), capped so
+        // that a huge radius does not reserve megabytes up front.
+        let per_hash: f64 = budgets
+            .iter()
+            .flatten()
+            .map(|&q| binom_sum(shape.dbits, q))
+            .sum();
+        // As many query hashes per run as keep the probe list within 4096
+        // (about 50 KiB, small enough to stay cached beside the buckets
+        // being fetched): the pipeline then drains once per run, not once
+        // per hash.
+        let per_run = (4096 / (per_hash as usize).max(1)).max(1);
+        let mut probes: Vec<Probe> = Vec::with_capacity((per_hash as usize * per_run).min(4096));
+        for (c, chunk) in items.chunks(per_run).enumerate() {
             probes.clear();
-            push_probes(qi, q, &budgets, shape, &mut probes);
+            for (i, (_, q)) in chunk.iter().enumerate() {
+                let Ok(qi) = u16::try_from(c * per_run + i) else {
+                    break;
+                };
+                push_probes(qi, q, &budgets, shape, &mut probes);
+            }
             let pipe = Pipe {
                 views: &views,
                 shape,
@@ -830,7 +844,7 @@ impl MihIndex {
         }
     }
 
-    /// Runs the pipeline over one query hash's probes.
+    /// Runs the pipeline over one list of probes.
     #[inline(always)]
     fn run_probes(
         &self,
