@@ -87,10 +87,32 @@ pub(crate) fn scan(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<R
     scan_impl(hashes, 0, query, radius, out);
 }
 
+/// The AVX2 scan: like the AVX-512 one, a step of eight hashes only asks
+/// whether any of them is within the radius of any query hash (a loop the
+/// compiler vectorizes), and the rare steps that are go through the
+/// portable code.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
 fn scan_avx2(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHit>) {
-    scan_impl(hashes, 0, query, radius, out);
+    let items = query.items();
+    if items.len() > 8 {
+        scan_impl(hashes, 0, query, radius, out);
+        return;
+    }
+    let groups = hashes.chunks_exact(8);
+    let rest = groups.remainder();
+    for (g, group) in groups.enumerate() {
+        let mut any = false;
+        for (_, q) in items {
+            for h in group {
+                any |= distance(h, q) <= radius;
+            }
+        }
+        if any {
+            scan_impl(group, g * 8, query, radius, out);
+        }
+    }
+    scan_impl(rest, hashes.len() - rest.len(), query, radius, out);
 }
 
 /// The AVX-512 scan: eight hashes per step in four registers, each query

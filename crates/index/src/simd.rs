@@ -2,7 +2,8 @@
 //!
 //! The portable x86-64 baseline has no POPCNT instruction, so `count_ones`
 //! compiles to a dozen arithmetic steps. The hot loops are therefore compiled
-//! a second time with POPCNT and AVX2 enabled and picked at run time.
+//! again for AVX2 (with POPCNT) and for AVX-512 (with its per-lane popcount)
+//! and picked at run time.
 
 use std::sync::OnceLock;
 
@@ -18,26 +19,38 @@ pub(crate) enum Level {
     Avx512,
 }
 
-/// The best level this CPU supports, detected once.
+/// The best level this CPU supports, detected once, or less if the
+/// environment variable `TAKEDOWN_INDEX_SIMD` (`plain`, `avx2` or
+/// `avx512`) caps it: a way to measure what a machine without AVX-512 would
+/// get. A cap never raises the level above what the CPU has.
 pub(crate) fn level() -> Level {
     static LEVEL: OnceLock<Level> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("popcnt");
-            if avx2
-                && std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-            {
-                return Level::Avx512;
-            }
-            if avx2 {
-                return Level::Avx2;
-            }
-        }
-        Level::Plain
+        let cap = match std::env::var("TAKEDOWN_INDEX_SIMD").as_deref() {
+            Ok("plain") => Level::Plain,
+            Ok("avx2") => Level::Avx2,
+            _ => Level::Avx512,
+        };
+        detected().min(cap)
     })
+}
+
+fn detected() -> Level {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2 = std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("popcnt");
+        if avx2
+            && std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+        {
+            return Level::Avx512;
+        }
+        if avx2 {
+            return Level::Avx2;
+        }
+    }
+    Level::Plain
 }
 
 /// Asks the CPU to start loading the cache line holding `slice[i]` into
