@@ -43,6 +43,25 @@ pub(crate) const VERSION: u32 = 4;
 const HEADER_LEN: usize = 64;
 const SEGMENT_HEADER_LEN: u64 = 32;
 
+/// Integers the file stores little-endian.
+trait LeInt: bytemuck::Pod {
+    /// Converts between this machine's order and little-endian (the same
+    /// swap both ways).
+    fn swap_le(self) -> Self;
+}
+
+macro_rules! le_int {
+    ($($t:ty),*) => {
+        $(impl LeInt for $t {
+            fn swap_le(self) -> Self {
+                self.to_le()
+            }
+        })*
+    };
+}
+
+le_int!(u16, u32, u64);
+
 struct Body<W> {
     w: W,
     crc: crc32fast::Hasher,
@@ -56,36 +75,12 @@ impl<W: Write> Body<W> {
         self.w.write_all(b)
     }
 
-    fn u32s(&mut self, v: &[u32]) -> std::io::Result<()> {
+    fn ints<T: LeInt>(&mut self, v: &[T]) -> std::io::Result<()> {
         if cfg!(target_endian = "little") {
             self.bytes(bytemuck::cast_slice(v))
         } else {
             for chunk in v.chunks(4096) {
-                let le: Vec<u32> = chunk.iter().map(|x| x.to_le()).collect();
-                self.bytes(bytemuck::cast_slice(&le))?;
-            }
-            Ok(())
-        }
-    }
-
-    fn u16s(&mut self, v: &[u16]) -> std::io::Result<()> {
-        if cfg!(target_endian = "little") {
-            self.bytes(bytemuck::cast_slice(v))
-        } else {
-            for chunk in v.chunks(4096) {
-                let le: Vec<u16> = chunk.iter().map(|x| x.to_le()).collect();
-                self.bytes(bytemuck::cast_slice(&le))?;
-            }
-            Ok(())
-        }
-    }
-
-    fn u64s(&mut self, v: &[u64]) -> std::io::Result<()> {
-        if cfg!(target_endian = "little") {
-            self.bytes(bytemuck::cast_slice(v))
-        } else {
-            for chunk in v.chunks(4096) {
-                let le: Vec<u64> = chunk.iter().map(|x| x.to_le()).collect();
+                let le: Vec<T> = chunk.iter().map(|x| x.swap_le()).collect();
                 self.bytes(bytemuck::cast_slice(&le))?;
             }
             Ok(())
@@ -93,7 +88,7 @@ impl<W: Write> Body<W> {
     }
 
     fn words(&mut self, v: &[Words]) -> std::io::Result<()> {
-        self.u64s(bytemuck::cast_slice(v))
+        self.ints::<u64>(bytemuck::cast_slice(v))
     }
 }
 
@@ -133,7 +128,7 @@ fn write_index<W: Write + Seek>(index: &Index, mut w: W) -> std::io::Result<W> {
     }
     body.words(&index.tail.hashes)?;
     let ids: Vec<u64> = index.tail.ids.iter().map(|i| i.0).collect();
-    body.u64s(&ids)?;
+    body.ints(&ids)?;
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(&MAGIC);
     header[8..12].copy_from_slice(&VERSION.to_le_bytes());
@@ -193,9 +188,9 @@ fn write_segment<W: Write>(body: &mut Body<W>, seg: &Segment) -> std::io::Result
     h[16..24].copy_from_slice(&(mih.ids.bits.len() as u64).to_le_bytes());
     body.bytes(&h)?;
     body.words(&mih.hashes)?;
-    body.u64s(&mih.ids.bases)?;
-    body.u32s(&mih.ids.starts)?;
-    body.u64s(&mih.ids.bits)?;
+    body.ints(&mih.ids.bases)?;
+    body.ints(&mih.ids.starts)?;
+    body.ints(&mih.ids.bits)?;
     for s in &mih.slots {
         let mut h = [0u8; 16];
         h[0..4].copy_from_slice(&s.count_bytes.to_le_bytes());
@@ -205,16 +200,16 @@ fn write_segment<W: Write>(body: &mut Body<W>, seg: &Segment) -> std::io::Result
         body.bytes(&h)?;
         match &s.starts {
             Starts::Packed { blocks, rel } => {
-                body.u32s(blocks)?;
-                body.u16s(rel)?;
+                body.ints(blocks)?;
+                body.ints(rel)?;
             }
-            Starts::Wide(v) => body.u32s(v)?,
+            Starts::Wide(v) => body.ints(v)?,
         }
-        body.u32s(&s.words)?;
+        body.ints(&s.words)?;
     }
     let mut dead: Vec<u64> = seg.dead.iter().map(|i| i.0).collect();
     dead.sort_unstable();
-    body.u64s(&dead)
+    body.ints(&dead)
 }
 
 /// A reader that counts what is left and checksums what it reads.
@@ -254,32 +249,12 @@ impl<R: Read> Source<R> {
         Ok(())
     }
 
-    fn u32s(&mut self, count: u64, what: &str) -> Result<Vec<u32>, Error> {
-        let n = self.reserve(count, 4, what)?;
-        let mut v: Vec<u32> = crate::mem::zeroed(n);
+    fn ints<T: LeInt>(&mut self, count: u64, what: &str) -> Result<Vec<T>, Error> {
+        let n = self.reserve(count, std::mem::size_of::<T>() as u64, what)?;
+        let mut v: Vec<T> = crate::mem::zeroed(n);
         self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
         for x in &mut v {
-            *x = u32::from_le(*x);
-        }
-        Ok(v)
-    }
-
-    fn u16s(&mut self, count: u64, what: &str) -> Result<Vec<u16>, Error> {
-        let n = self.reserve(count, 2, what)?;
-        let mut v: Vec<u16> = vec![0; n];
-        self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
-        for x in &mut v {
-            *x = u16::from_le(*x);
-        }
-        Ok(v)
-    }
-
-    fn u64s(&mut self, count: u64, what: &str) -> Result<Vec<u64>, Error> {
-        let n = self.reserve(count, 8, what)?;
-        let mut v: Vec<u64> = crate::mem::zeroed(n);
-        self.fill(bytemuck::cast_slice_mut(&mut v), what)?;
-        for x in &mut v {
-            *x = u64::from_le(*x);
+            *x = x.swap_le();
         }
         Ok(v)
     }
@@ -403,9 +378,9 @@ fn read_index<R: Read>(mut r: R, file_len: u64, path: &Path) -> Result<Index, Er
         let blocks = n.div_ceil(64);
         let ids = Ids {
             len: usize::try_from(n).map_err(|_| corrupt(format!("segment {s} size")))?,
-            bases: src.u64s(blocks, "the id blocks")?,
-            starts: src.u32s(blocks + 1, "the id blocks")?,
-            bits: src.u64s(id_words, "the ids")?,
+            bases: src.ints(blocks, "the id blocks")?,
+            starts: src.ints(blocks + 1, "the id blocks")?,
+            bits: src.ints(id_words, "the ids")?,
         };
         let mut slots = Vec::with_capacity(SLOTS);
         for i in 0..SLOTS {
@@ -416,16 +391,16 @@ fn read_index<R: Read>(mut r: R, file_len: u64, path: &Path) -> Result<Index, Er
             let buckets = Shape::of(n as usize).buckets() as u64;
             let starts = match (le_u32(&sh, 8), le_u32(&sh, 12)) {
                 (0, 0) => Starts::Packed {
-                    blocks: src.u32s(
+                    blocks: src.ints(
                         (buckets + 1).div_ceil(START_BLOCK as u64),
                         "the bucket starts",
                     )?,
-                    rel: src.u16s(buckets + 1, "the bucket starts")?,
+                    rel: src.ints(buckets + 1, "the bucket starts")?,
                 },
-                (1, 0) => Starts::Wide(src.u32s(buckets + 1, "the bucket starts")?),
+                (1, 0) => Starts::Wide(src.ints(buckets + 1, "the bucket starts")?),
                 (x, y) => return Err(corrupt(format!("segment {s} slot {i} starts kind {x}/{y}"))),
             };
-            let words = src.u32s(n_words, "the postings")?;
+            let words = src.ints(n_words, "the postings")?;
             slots.push(SlotTable {
                 count_bytes,
                 starts,
@@ -433,7 +408,7 @@ fn read_index<R: Read>(mut r: R, file_len: u64, path: &Path) -> Result<Index, Er
             });
         }
         let dead: HashSet<EntryId> = src
-            .u64s(n_dead, "the dead ids")?
+            .ints(n_dead, "the dead ids")?
             .into_iter()
             .map(EntryId)
             .collect();
@@ -441,7 +416,7 @@ fn read_index<R: Read>(mut r: R, file_len: u64, path: &Path) -> Result<Index, Er
     }
     let hashes = src.words(n_tail, "the tail hashes")?;
     let ids: Vec<EntryId> = src
-        .u64s(n_tail, "the tail ids")?
+        .ints(n_tail, "the tail ids")?
         .into_iter()
         .map(EntryId)
         .collect();
