@@ -47,7 +47,7 @@
 //! memory latency overlaps the arithmetic.
 //!
 //! Resident size per hash at ten million: 32 (hash) + 16 slots x 4 bytes
-//! (postings) + 2.1 (bucket starts and headers) + about 1 (ids, packed
+//! (postings) + 1.9 (group headers and bucket starts) + about 1 (ids, packed
 //! when they are dense) = 99 bytes.
 
 use takedown_pdq::{PdqHash, Transform};
