@@ -141,6 +141,75 @@ impl RecordFilter {
         self.within.push(set);
         self
     }
+
+    /// The filter as one SQL condition in `sql`'s dialect, its values bound
+    /// as parameters. What the filter means is written here once for every
+    /// store, so that they isolate partners alike: an empty address space
+    /// matches nothing, the parts of one space are alternatives, and the
+    /// spaces and the other fields must all hold.
+    pub(crate) fn to_sql<S: FilterSql>(&self, sql: &mut S) -> Result<String, Error> {
+        let mut conds: Vec<String> = Vec::new();
+        for set in &self.within {
+            if set.is_empty() {
+                // An empty address space holds nothing: fail closed.
+                conds.push(S::NEVER.into());
+                continue;
+            }
+            let mut any: Vec<String> = Vec::new();
+            if !set.asns.is_empty() {
+                any.push(sql.asn_in(&set.asns));
+            }
+            if !set.countries.is_empty() {
+                any.push(sql.country_in(&set.countries));
+            }
+            let ranges = set.ranges()?;
+            if !ranges.is_empty() {
+                any.push(sql.ip_in(ranges));
+            }
+            conds.push(format!("({})", any.join(" OR ")));
+        }
+        if !self.families.is_empty() {
+            conds.push(sql.family_in(&self.families));
+        }
+        if let Some(since) = self.since {
+            conds.push(sql.compare("modified", ">", since.0));
+        }
+        if let Some(d) = self.first_day {
+            conds.push(sql.compare("day", ">=", d));
+        }
+        if let Some(d) = self.last_day {
+            conds.push(sql.compare("day", "<=", d));
+        }
+        if let Some(nat) = self.nat_suspected {
+            conds.push(sql.is("nat", nat));
+        }
+        if conds.is_empty() {
+            conds.push(S::ALWAYS.into());
+        }
+        Ok(conds.join(" AND "))
+    }
+}
+
+/// How one store writes the tests of a [`RecordFilter`] in its SQL dialect,
+/// binding each value as a parameter (see [`RecordFilter::to_sql`]).
+pub(crate) trait FilterSql {
+    /// A condition that never holds.
+    const NEVER: &'static str;
+    /// A condition that always holds.
+    const ALWAYS: &'static str;
+    /// `asn` is one of `asns`.
+    fn asn_in(&mut self, asns: &BTreeSet<Asn>) -> String;
+    /// `country` is one of `countries`.
+    fn country_in(&mut self, countries: &BTreeSet<CountryCode>) -> String;
+    /// `ip` lies in one of `ranges`, and has the length of its ends (so
+    /// IPv4 ranges never match IPv6 addresses, nor the reverse).
+    fn ip_in(&mut self, ranges: Vec<ByteRange>) -> String;
+    /// `family` is one of `families`.
+    fn family_in(&mut self, families: &[Family]) -> String;
+    /// `column op value` for an integer column.
+    fn compare(&mut self, column: &str, op: &str, value: i64) -> String;
+    /// `column = value` for a boolean column.
+    fn is(&mut self, column: &str, value: bool) -> String;
 }
 
 /// Where a page of records resumes: an opaque token from [`RecordPage::next`].

@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, IsolationLevel, Row, Transaction};
+use postgres::{GenericClient, Row, Transaction};
 use takedown_event::Timestamp;
 use takedown_pdq::{PdqHash, Quality};
 
-use super::{PgStore, to_i64, to_u64};
+use super::{PgStore, col, snapshot, to_i64, to_u64};
 use crate::Error;
 use crate::bank::{
     AddReport, Bank, BankChanges, BankEntry, BankName, BankStore, BankVersion, EntryId,
@@ -24,11 +24,6 @@ const CHUNK: usize = 1024;
 
 /// Rows fetched per round trip while streaming a scan.
 const SCAN_BATCH: i32 = 1024;
-
-/// Reads column `i`, failing instead of panicking on an unexpected type.
-pub(super) fn col<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, Error> {
-    r.try_get(i).map_err(Error::postgres("reading a row"))
-}
 
 fn bank_from_row(r: &Row) -> Result<Bank, Error> {
     let name: String = col(r, 0)?;
@@ -129,16 +124,6 @@ fn check_description(d: &str) -> Result<(), Error> {
         return Err(Error::DescriptionTooLong(d.len()));
     }
     Ok(())
-}
-
-/// Starts a read-only transaction that sees one snapshot throughout.
-fn snapshot(client: &mut Client) -> Result<Transaction<'_>, Error> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(Error::postgres("starting a read"))
 }
 
 fn commit(tx: Transaction<'_>) -> Result<(), Error> {

@@ -20,22 +20,22 @@
 //! [`PORT_NAT`] ports in one window (within a batch, or across batches that
 //! meet in the record's latest window).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::ops::ControlFlow;
 
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, IsolationLevel, Row, Transaction};
-use takedown_event::{CountryCode, Event, Family, HostRecord, Network, Timestamp};
+use postgres::{Row, Transaction};
+use takedown_event::{Asn, CountryCode, Event, Family, HostRecord, Network, Timestamp};
 
-use super::banks::col;
-use super::{PgStore, to_i64, to_u64};
+use super::{PgStore, col, snapshot, to_i64, to_u64};
 use crate::Error;
 use crate::column::{asn_from, kind_code, kind_from_code, parse_opt, port_from};
 use crate::fold::Fold;
 use crate::record::{
-    AppendReport, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore, FootprintRow,
-    MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes, parse_record_id,
+    AppendReport, ByteRange, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore,
+    FilterSql, FootprintRow, MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes,
+    parse_record_id,
 };
 #[cfg(doc)]
 use crate::sqlite::PORT_WINDOW_SECS;
@@ -271,16 +271,6 @@ fn event_from_row(r: &Row) -> Result<(EventId, Event), Error> {
 /// The key of a host record: UTC day, stored address, family (empty if unattributed).
 type RecordKey<'a> = (i64, Vec<u8>, &'a str);
 
-/// Starts a read-only transaction that sees one snapshot throughout.
-fn snapshot(client: &mut Client) -> Result<Transaction<'_>, Error> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .map_err(Error::postgres("starting a read"))
-}
-
 /// Copies a batch into the event log under ids `first..`.
 fn log_events(tx: &mut Transaction<'_>, events: &[Event], first: i64) -> Result<(), Error> {
     let sink = tx
@@ -387,71 +377,50 @@ fn merge_folds(
 }
 
 /// Builds the WHERE clause for a record filter, pushing its parameters.
-fn record_where(
-    filter: &RecordFilter,
-    params: &mut Vec<Box<dyn ToSql + Sync>>,
-) -> Result<String, Error> {
-    let mut conds: Vec<String> = Vec::new();
-    for set in &filter.within {
-        if set.is_empty() {
-            // An empty address space holds nothing: fail closed.
-            conds.push("false".into());
-            continue;
-        }
-        let mut any: Vec<String> = Vec::new();
-        if !set.asns.is_empty() {
-            let list: Vec<i64> = set.asns.iter().map(|a| i64::from(a.0)).collect();
-            let p = next(params, Box::new(list));
-            any.push(format!("asn = ANY({p}::int8[])"));
-        }
-        if !set.countries.is_empty() {
-            let list: Vec<String> = set.countries.iter().map(|c| c.as_str().into()).collect();
-            let p = next(params, Box::new(list));
-            any.push(format!("country = ANY({p}::text[])"));
-        }
-        let ranges = set.ranges()?;
-        if !ranges.is_empty() {
-            let (lo, hi): (Vec<Vec<u8>>, Vec<Vec<u8>>) = ranges.into_iter().unzip();
-            let lo = next(params, Box::new(lo));
-            let hi = next(params, Box::new(hi));
-            // Both ends of a range have the address's length, so IPv4
-            // ranges never match IPv6 addresses and the reverse.
-            any.push(format!(
-                "EXISTS (SELECT 1 FROM unnest({lo}::bytea[], {hi}::bytea[]) AS n (lo, hi)
-                 WHERE ip BETWEEN n.lo AND n.hi AND octet_length(ip) = octet_length(n.lo))"
-            ));
-        }
-        conds.push(format!("({})", any.join(" OR ")));
+/// PostgreSQL's spelling of a record filter: lists travel as arrays.
+struct PgFilter<'a>(&'a mut Vec<Box<dyn ToSql + Sync>>);
+
+impl FilterSql for PgFilter<'_> {
+    const NEVER: &'static str = "false";
+    const ALWAYS: &'static str = "true";
+
+    fn asn_in(&mut self, asns: &BTreeSet<Asn>) -> String {
+        let list: Vec<i64> = asns.iter().map(|a| i64::from(a.0)).collect();
+        let p = next(self.0, Box::new(list));
+        format!("asn = ANY({p}::int8[])")
     }
-    if !filter.families.is_empty() {
-        let list: Vec<String> = filter
-            .families
-            .iter()
-            .map(|f| f.as_str().to_owned())
-            .collect();
-        let p = next(params, Box::new(list));
-        conds.push(format!("family = ANY({p}::text[])"));
+
+    fn country_in(&mut self, countries: &BTreeSet<CountryCode>) -> String {
+        let list: Vec<String> = countries.iter().map(|c| c.as_str().into()).collect();
+        let p = next(self.0, Box::new(list));
+        format!("country = ANY({p}::text[])")
     }
-    if let Some(since) = filter.since {
-        let p = next(params, Box::new(since.0));
-        conds.push(format!("modified > {p}"));
+
+    fn ip_in(&mut self, ranges: Vec<ByteRange>) -> String {
+        let (lo, hi): (Vec<Vec<u8>>, Vec<Vec<u8>>) = ranges.into_iter().unzip();
+        let lo = next(self.0, Box::new(lo));
+        let hi = next(self.0, Box::new(hi));
+        format!(
+            "EXISTS (SELECT 1 FROM unnest({lo}::bytea[], {hi}::bytea[]) AS n (lo, hi)
+             WHERE ip BETWEEN n.lo AND n.hi AND octet_length(ip) = octet_length(n.lo))"
+        )
     }
-    if let Some(d) = filter.first_day {
-        let p = next(params, Box::new(d));
-        conds.push(format!("day >= {p}"));
+
+    fn family_in(&mut self, families: &[Family]) -> String {
+        let list: Vec<String> = families.iter().map(|f| f.as_str().to_owned()).collect();
+        let p = next(self.0, Box::new(list));
+        format!("family = ANY({p}::text[])")
     }
-    if let Some(d) = filter.last_day {
-        let p = next(params, Box::new(d));
-        conds.push(format!("day <= {p}"));
+
+    fn compare(&mut self, column: &str, op: &str, value: i64) -> String {
+        let p = next(self.0, Box::new(value));
+        format!("{column} {op} {p}")
     }
-    if let Some(nat) = filter.nat_suspected {
-        let p = next(params, Box::new(nat));
-        conds.push(format!("nat = {p}"));
+
+    fn is(&mut self, column: &str, value: bool) -> String {
+        let p = next(self.0, Box::new(value));
+        format!("{column} = {p}")
     }
-    if conds.is_empty() {
-        conds.push("true".into());
-    }
-    Ok(conds.join(" AND "))
 }
 
 /// Adds a parameter and returns its placeholder.
@@ -556,7 +525,7 @@ impl EventStore for PgStore {
     ) -> Result<RecordPage, Error> {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut params: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        let mut clause = record_where(filter, &mut params)?;
+        let mut clause = filter.to_sql(&mut PgFilter(&mut params))?;
         if let Some(Cursor(c)) = cursor {
             let base = params.len();
             clause.push_str(&format!(
@@ -622,7 +591,7 @@ impl EventStore for PgStore {
 
     fn footprint(&self, filter: &RecordFilter, window: Window) -> Result<Vec<FootprintRow>, Error> {
         let mut params = Vec::new();
-        let clause = record_where(filter, &mut params)?;
+        let clause = filter.to_sql(&mut PgFilter(&mut params))?;
         let bucket = match window {
             Window::Day => "day",
             // 1970-01-05, day 4, was a Monday.

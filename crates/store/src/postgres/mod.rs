@@ -8,7 +8,7 @@ mod schema;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
 
 use crate::Error;
 use crate::error::postgres_detail;
@@ -173,6 +173,21 @@ fn describe(config: &Config) -> String {
 /// Locks a mutex, recovering from poisoning: the pool holds only idle sessions.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Reads column `i`, failing instead of panicking on an unexpected type.
+fn col<'a, T: postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, Error> {
+    r.try_get(i).map_err(Error::postgres("reading a row"))
+}
+
+/// Starts a read-only transaction that sees one snapshot throughout.
+fn snapshot(client: &mut Client) -> Result<Transaction<'_>, Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .map_err(Error::postgres("starting a read"))
 }
 
 /// Converts a stored integer that must be non-negative.

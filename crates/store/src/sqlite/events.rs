@@ -30,13 +30,14 @@
 //!   older window split across batches by late delivery can go unnoticed.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter};
-use takedown_event::{CountryCode, Event, Family, HostRecord, Network, Timestamp};
+use takedown_event::{Asn, CountryCode, Event, Family, HostRecord, Network, Timestamp};
 
 use super::segment::{self, FxMap};
 use super::{SqliteStore, to_i64, to_u64};
@@ -44,8 +45,9 @@ use crate::Error;
 use crate::column::{asn_from, kind_code, kind_from_code, parse_opt, port_from};
 use crate::fold::{Fold, IpKey};
 use crate::record::{
-    AppendReport, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore, FootprintRow,
-    MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes, parse_record_id,
+    AppendReport, ByteRange, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore,
+    FilterSql, FootprintRow, MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes,
+    parse_record_id,
 };
 
 /// Distinct User-Agents at which a record is suspected of hiding several hosts behind NAT.
@@ -234,67 +236,61 @@ fn record_from_row(r: &Row<'_>) -> rusqlite::Result<Result<HostRecord, Error>> {
 }
 
 /// Builds the WHERE clause for a record filter, pushing its parameters.
-fn record_where(filter: &RecordFilter, params: &mut Vec<Value>) -> Result<String, Error> {
-    let mut conds: Vec<String> = Vec::new();
-    for set in &filter.within {
-        if set.is_empty() {
-            // An empty address space holds nothing: fail closed.
-            conds.push("0".into());
-            continue;
-        }
-        let mut any: Vec<String> = Vec::new();
-        if !set.asns.is_empty() {
-            let list: Vec<String> = set.asns.iter().map(|a| a.0.to_string()).collect();
-            params.push(Value::Text(format!("[{}]", list.join(","))));
-            any.push("asn IN (SELECT value FROM json_each(?))".into());
-        }
-        if !set.countries.is_empty() {
-            let list: Vec<String> = set
-                .countries
-                .iter()
-                .map(|c| format!("\"{}\"", c.as_str()))
-                .collect();
-            params.push(Value::Text(format!("[{}]", list.join(","))));
-            any.push("country IN (SELECT value FROM json_each(?))".into());
-        }
-        for (lo, hi) in set.ranges()? {
+/// SQLite's spelling of a record filter: lists travel as one JSON text each.
+struct SqliteFilter<'a>(&'a mut Vec<Value>);
+
+impl SqliteFilter<'_> {
+    /// `column IN` the JSON array `items` (already quoted where needed).
+    fn json_list(&mut self, column: &str, items: impl Iterator<Item = String>) -> String {
+        let items: Vec<String> = items.collect();
+        self.0.push(Value::Text(format!("[{}]", items.join(","))));
+        format!("{column} IN (SELECT value FROM json_each(?))")
+    }
+}
+
+impl FilterSql for SqliteFilter<'_> {
+    const NEVER: &'static str = "0";
+    const ALWAYS: &'static str = "1";
+
+    fn asn_in(&mut self, asns: &BTreeSet<Asn>) -> String {
+        self.json_list("asn", asns.iter().map(|a| a.0.to_string()))
+    }
+
+    fn country_in(&mut self, countries: &BTreeSet<CountryCode>) -> String {
+        self.json_list(
+            "country",
+            countries.iter().map(|c| format!("\"{}\"", c.as_str())),
+        )
+    }
+
+    fn ip_in(&mut self, ranges: Vec<ByteRange>) -> String {
+        let mut any = Vec::with_capacity(ranges.len());
+        for (lo, hi) in ranges {
             let len = lo.len() as i64;
-            params.push(Value::Blob(lo));
-            params.push(Value::Blob(hi));
-            params.push(Value::Integer(len));
-            any.push("(ip BETWEEN ? AND ? AND length(ip) = ?)".into());
+            self.0.push(Value::Blob(lo));
+            self.0.push(Value::Blob(hi));
+            self.0.push(Value::Integer(len));
+            any.push("(ip BETWEEN ? AND ? AND length(ip) = ?)");
         }
-        conds.push(format!("({})", any.join(" OR ")));
+        format!("({})", any.join(" OR "))
     }
-    if !filter.families.is_empty() {
-        let list: Vec<String> = filter
-            .families
-            .iter()
-            .map(|f| format!("\"{}\"", f.as_str()))
-            .collect();
-        params.push(Value::Text(format!("[{}]", list.join(","))));
-        conds.push("family IN (SELECT value FROM json_each(?))".into());
+
+    fn family_in(&mut self, families: &[Family]) -> String {
+        self.json_list(
+            "family",
+            families.iter().map(|f| format!("\"{}\"", f.as_str())),
+        )
     }
-    if let Some(since) = filter.since {
-        params.push(Value::Integer(since.0));
-        conds.push("modified > ?".into());
+
+    fn compare(&mut self, column: &str, op: &str, value: i64) -> String {
+        self.0.push(Value::Integer(value));
+        format!("{column} {op} ?")
     }
-    if let Some(d) = filter.first_day {
-        params.push(Value::Integer(d));
-        conds.push("day >= ?".into());
+
+    fn is(&mut self, column: &str, value: bool) -> String {
+        self.0.push(Value::Integer(i64::from(value)));
+        format!("{column} = ?")
     }
-    if let Some(d) = filter.last_day {
-        params.push(Value::Integer(d));
-        conds.push("day <= ?".into());
-    }
-    if let Some(nat) = filter.nat_suspected {
-        params.push(Value::Integer(i64::from(nat)));
-        conds.push("nat = ?".into());
-    }
-    if conds.is_empty() {
-        conds.push("1".into());
-    }
-    Ok(conds.join(" AND "))
 }
 
 /// Deltas pending before an append compacts them, unless
@@ -752,7 +748,7 @@ impl EventStore for SqliteStore {
     ) -> Result<RecordPage, Error> {
         let limit = limit.clamp(1, MAX_PAGE);
         let mut params = Vec::new();
-        let mut clause = record_where(filter, &mut params)?;
+        let mut clause = filter.to_sql(&mut SqliteFilter(&mut params))?;
         if let Some(Cursor(c)) = cursor {
             clause.push_str(" AND (modified, day, ip, family) > (?, ?, ?, ?)");
             params.extend([
@@ -817,7 +813,7 @@ impl EventStore for SqliteStore {
 
     fn footprint(&self, filter: &RecordFilter, window: Window) -> Result<Vec<FootprintRow>, Error> {
         let mut params = Vec::new();
-        let clause = record_where(filter, &mut params)?;
+        let clause = filter.to_sql(&mut SqliteFilter(&mut params))?;
         let bucket = match window {
             Window::Day => "day",
             // 1970-01-05, day 4, was a Monday.
