@@ -225,6 +225,23 @@ async fn consume_until(
         .expect("the consumer did not finish in time")
 }
 
+/// Consumes into `store` with default settings until `n` events are in.
+async fn consume_all(
+    config: &StreamConfig,
+    store: &Arc<SqliteStore>,
+    n: u64,
+) -> takedown_stream::ConsumeReport {
+    consume_until(
+        config,
+        &ConsumerConfig::default(),
+        PipelineConfig::default(),
+        Box::new(StoreSink(store.clone())),
+        |s| s.events() >= n,
+    )
+    .await
+    .unwrap()
+}
+
 /// The store's events as sorted JSON, to compare regardless of order and ids.
 fn stored_events(store: &SqliteStore) -> Vec<String> {
     let mut out = Vec::new();
@@ -301,15 +318,7 @@ async fn published_events_are_stored_as_if_written_directly() {
     let via_dir = tempfile::tempdir().unwrap();
     let via = open(via_dir.path());
     let n = all.len() as u64;
-    let report = consume_until(
-        &config,
-        &ConsumerConfig::default(),
-        PipelineConfig::default(),
-        Box::new(StoreSink(via.clone())),
-        |s| s.events() >= n,
-    )
-    .await
-    .unwrap();
+    let report = consume_all(&config, &via, n).await;
     assert_eq!(report.events, n);
     assert_eq!(report.malformed, 0);
     // Small messages force the batches to be split.
@@ -343,15 +352,7 @@ async fn acknowledged_batches_survive_a_server_crash() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let n = (first.len() + second.len()) as u64;
-    let report = consume_until(
-        &config,
-        &ConsumerConfig::default(),
-        PipelineConfig::default(),
-        Box::new(StoreSink(store.clone())),
-        |s| s.events() >= n,
-    )
-    .await
-    .unwrap();
+    let report = consume_all(&config, &store, n).await;
     assert_eq!(report.events, n);
     let all: Vec<Event> = first.into_iter().chain(second).collect();
     // Nothing lost, and no batch stored twice by the stream.
@@ -584,15 +585,7 @@ async fn a_batch_published_again_after_an_outage_is_stored_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let n = batch.len() as u64;
-    consume_until(
-        &config,
-        &ConsumerConfig::default(),
-        PipelineConfig::default(),
-        Box::new(StoreSink(store.clone())),
-        |s| s.events() >= n,
-    )
-    .await
-    .unwrap();
+    consume_all(&config, &store, n).await;
     let client = async_nats::connect(server.url()).await.unwrap();
     let mut stream = async_nats::jetstream::new(client)
         .get_stream("TAKEDOWN_EVENTS")

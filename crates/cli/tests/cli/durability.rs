@@ -69,7 +69,7 @@ fn start(data: &std::path::Path) -> (Child, SocketAddr) {
 }
 
 /// One check-in; `Ok` once the sinkhole has answered it.
-fn check_in(addr: SocketAddr, i: u64) -> std::io::Result<()> {
+pub(crate) fn check_in(addr: SocketAddr, i: u64) -> std::io::Result<()> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     write!(
@@ -173,14 +173,7 @@ fn sigterm_flushes_every_answered_check_in() {
     for i in 0..n {
         check_in(addr, i).unwrap();
     }
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "takedown sinkhole exited with {exit}");
+    crate::stream::terminate(&mut child);
 
     let store = SqliteStore::open(dir.path()).unwrap();
     let mut count = 0u64;

@@ -5,7 +5,7 @@
 //! passes, unless `TAKEDOWN_REQUIRE_NATS=1` is set.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,8 @@ fn wait_for_line(out: &mut BufReader<ChildStdout>, prefix: &str) -> String {
     }
 }
 
-fn terminate(child: &mut Child) {
+/// Stops a child with SIGTERM and requires a clean exit.
+pub(crate) fn terminate(child: &mut Child) {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -74,19 +75,6 @@ fn terminate(child: &mut Child) {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "exited with {exit}");
-}
-
-fn check_in(addr: SocketAddr, i: u64) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    write!(
-        s,
-        "GET /gate.php?n={i} HTTP/1.1\r\nHost: a.c2.example\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).unwrap();
-    assert!(reply.starts_with(b"HTTP/1.1 200"));
 }
 
 /// The `n` of every stored `/gate.php?n=N` check-in, in order.
@@ -176,7 +164,7 @@ fn sinkhole_publishes_and_ingest_stores() {
         .unwrap();
     let n = 300u64;
     for i in 0..n {
-        check_in(addr, i);
+        crate::durability::check_in(addr, i).unwrap();
     }
     terminate(&mut sinkhole.0);
     assert!(
