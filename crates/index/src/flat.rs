@@ -87,39 +87,54 @@ pub(crate) fn scan(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<R
     scan_impl(hashes, 0, query, radius, out);
 }
 
-/// The AVX2 scan: like the AVX-512 one, a step of eight hashes only asks
-/// whether any of them is within the radius of any query hash (a loop the
-/// compiler vectorizes), and the rare steps that are go through the
-/// portable code.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,popcnt")]
-fn scan_avx2(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHit>) {
-    let items = query.items();
-    if items.len() > 8 {
+/// A scan in steps of eight hashes. Hits are rare, so `screen` only tells
+/// whether any hash of a step is within the radius of any query hash, and
+/// the few steps that are go through the portable code, which also picks
+/// each hit's best transform. Queries of more than eight hashes (unusual)
+/// take the portable code throughout.
+#[inline(always)]
+fn scan_screened(
+    hashes: &[Words],
+    query: &Query,
+    radius: u32,
+    out: &mut Vec<RawHit>,
+    mut screen: impl FnMut(&[Words; 8]) -> bool,
+) {
+    if query.items().len() > 8 {
         scan_impl(hashes, 0, query, radius, out);
         return;
     }
     let groups = hashes.chunks_exact(8);
     let rest = groups.remainder();
     for (g, group) in groups.enumerate() {
-        let mut any = false;
-        for (_, q) in items {
-            for h in group {
-                any |= distance(h, q) <= radius;
-            }
-        }
-        if any {
+        let Ok(group) = <&[Words; 8]>::try_from(group) else {
+            continue;
+        };
+        if screen(group) {
             scan_impl(group, g * 8, query, radius, out);
         }
     }
     scan_impl(rest, hashes.len() - rest.len(), query, radius, out);
 }
 
-/// The AVX-512 scan: eight hashes per step in four registers, each query
-/// hash compared with all eight at once. Hits are rare, so a step only
-/// notes whether any of its eight hashes is within the radius of any query
-/// hash, and the few steps that are go through the portable code, which
-/// also picks each hit's best transform.
+/// The AVX2 scan: each step's screen is a loop the compiler vectorizes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+fn scan_avx2(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHit>) {
+    let items = query.items();
+    scan_screened(hashes, query, radius, out, |group| {
+        let mut any = false;
+        for (_, q) in items {
+            for h in group {
+                any |= distance(h, q) <= radius;
+            }
+        }
+        any
+    });
+}
+
+/// The AVX-512 scan: a step's eight hashes sit in four registers, and each
+/// query hash is compared with all eight at once.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq,avx2,popcnt")]
 fn scan_avx512(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHit>) {
@@ -128,13 +143,9 @@ fn scan_avx512(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHi
         _mm512_mask_blend_epi64, _mm512_popcnt_epi64, _mm512_set_epi64, _mm512_set1_epi64,
         _mm512_shuffle_i64x2, _mm512_unpackhi_epi64, _mm512_unpacklo_epi64, _mm512_xor_si512,
     };
-    let items = query.items();
-    if items.len() > 8 {
-        scan_impl(hashes, 0, query, radius, out);
-        return;
-    }
     // Each query hash twice: one copy per half of a register.
-    let qs: Vec<__m512i> = items
+    let qs: Vec<__m512i> = query
+        .items()
         .iter()
         .map(|(_, q)| {
             let w = q.map(|x| x as i64);
@@ -148,12 +159,7 @@ fn scan_avx512(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHi
         let s = _mm512_add_epi64(_mm512_unpacklo_epi64(x, y), _mm512_unpackhi_epi64(x, y));
         _mm512_add_epi64(s, _mm512_shuffle_i64x2::<0b10_11_00_01>(s, s))
     };
-    let groups = hashes.chunks_exact(8);
-    let rest = groups.remainder();
-    for (g, group) in groups.enumerate() {
-        let Ok(group) = <&[Words; 8]>::try_from(group) else {
-            continue;
-        };
+    scan_screened(hashes, query, radius, out, |group| {
         let p = group.as_ptr().cast::<__m512i>();
         #[allow(unsafe_code)]
         // SAFETY: `group` is eight hashes of 32 bytes, exactly the four
@@ -172,11 +178,8 @@ fn scan_avx512(hashes: &[Words], query: &Query, radius: u32, out: &mut Vec<RawHi
             let d = _mm512_mask_blend_epi64(0b1100_1100, sums(p[0], p[1]), sums(p[2], p[3]));
             any |= _mm512_cmple_epu64_mask(d, r);
         }
-        if any != 0 {
-            scan_impl(group, g * 8, query, radius, out);
-        }
-    }
-    scan_impl(rest, hashes.len() - rest.len(), query, radius, out);
+        any != 0
+    });
 }
 
 /// Hashes per block: distances for a block are computed in a loop the
