@@ -168,8 +168,10 @@ pub struct StreamConfig {
     /// How long the stream keeps a message, in seconds (0: no age limit).
     /// Consumers that stay down longer than this lose the oldest events.
     pub max_age_secs: u64,
-    /// Most bytes the stream keeps on disk (0: no size limit); beyond it the
-    /// oldest messages are discarded.
+    /// Most bytes the stream keeps on disk (0: no limit of its own, the
+    /// server's JetStream storage limit applies); beyond it the oldest
+    /// messages are discarded. The server reserves a non-zero limit when the
+    /// stream is created and refuses one larger than its free storage.
     pub max_bytes: u64,
     /// How long the server remembers message ids to drop re-published
     /// duplicates, in seconds (1 or more). It must outlast a publisher's
@@ -190,7 +192,10 @@ impl Default for StreamConfig {
             stream: Name("TAKEDOWN_EVENTS".to_owned()),
             subject_prefix: SubjectPrefix("takedown.events".to_owned()),
             max_age_secs: 7 * 86_400,
-            max_bytes: 8 << 30,
+            // A fixed reservation would keep the stream from being created
+            // on any server with less JetStream room than it, such as a
+            // default nats-server on a small disk; the age limit bounds it.
+            max_bytes: 0,
             duplicate_window_secs: 120,
             publish_timeout_ms: 10_000,
             max_message_bytes: 512 << 10,

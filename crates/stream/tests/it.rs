@@ -22,6 +22,8 @@ struct NatsServer {
     bin: PathBuf,
     dir: tempfile::TempDir,
     port: u16,
+    /// The server's JetStream file storage limit, when the test sets one.
+    max_file_store: Option<u64>,
     child: Option<Child>,
 }
 
@@ -29,6 +31,12 @@ impl NatsServer {
     /// Starts a server, or returns `None` (after printing why) when the binary
     /// is missing and the environment does not require it.
     fn start(test: &str) -> Option<NatsServer> {
+        NatsServer::start_with(test, None)
+    }
+
+    /// Like [`NatsServer::start`], with at most `max_file_store` bytes of
+    /// JetStream storage when given.
+    fn start_with(test: &str, max_file_store: Option<u64>) -> Option<NatsServer> {
         let Some(bin) = find_nats_server() else {
             if std::env::var("TAKEDOWN_REQUIRE_NATS").is_ok_and(|v| v == "1") {
                 panic!(
@@ -46,6 +54,7 @@ impl NatsServer {
             bin,
             dir: tempfile::tempdir().unwrap(),
             port,
+            max_file_store,
             child: None,
         };
         server.spawn();
@@ -53,11 +62,27 @@ impl NatsServer {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
             .args(["-js", "-a", "127.0.0.1", "-p"])
-            .arg(self.port.to_string())
-            .arg("-sd")
-            .arg(self.dir.path())
+            .arg(self.port.to_string());
+        if let Some(limit) = self.max_file_store {
+            // The storage limit has no command-line flag.
+            let conf = self.dir.path().join("server.conf");
+            let store = self.dir.path().join("js");
+            std::fs::write(
+                &conf,
+                format!(
+                    "jetstream {{ store_dir: {:?}, max_file_store: {limit} }}\n",
+                    store.display().to_string()
+                ),
+            )
+            .unwrap();
+            command.arg("-c").arg(conf);
+        } else {
+            command.arg("-sd").arg(self.dir.path());
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -330,6 +355,44 @@ async fn published_events_are_stored_as_if_written_directly() {
     assert!(!recs.is_empty());
     assert_eq!(recs, records(&direct));
     assert_eq!(ips(&via), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_stream_fits_a_server_with_little_storage() {
+    let Some(server) = NatsServer::start_with(
+        "the_default_stream_fits_a_server_with_little_storage",
+        Some(64 << 20),
+    ) else {
+        return;
+    };
+    // The defaults reserve nothing, so both ends set the stream up on a
+    // server that has only 64 MiB of JetStream storage.
+    let config = server.config();
+    let all = events(500, 0);
+    publish(&config, all.clone(), 50).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let report = consume_all(&config, &store, all.len() as u64).await;
+    assert_eq!(report.events, all.len() as u64);
+    assert_eq!(stored_events(&store), sorted_json(&all));
+
+    // A byte limit larger than the server's storage is refused with a reason
+    // that says what to check, by the publisher and by the consumer alike.
+    let greedy = StreamConfig {
+        stream: "GREEDY".parse().unwrap(),
+        subject_prefix: "greedy".parse().unwrap(),
+        max_bytes: 1 << 30,
+        ..server.config()
+    };
+    let c = greedy.clone();
+    let published = tokio::task::spawn_blocking(move || Publisher::connect(&c))
+        .await
+        .unwrap();
+    let err = published.expect_err("a 1 GiB stream on 64 MiB of storage");
+    assert!(err.to_string().contains("has room"), "{err}");
+    let consumed = Consumer::connect(&greedy, &ConsumerConfig::default()).await;
+    let err = consumed.expect_err("a 1 GiB stream on 64 MiB of storage");
+    assert!(err.to_string().contains("has room"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,17 +50,40 @@ fn takedown(data: &Path) -> Command {
     c
 }
 
-/// Reads stdout lines until one starts with `prefix`; returns the rest of it.
-fn wait_for_line(out: &mut BufReader<ChildStdout>, prefix: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "the child exited before printing {prefix:?}"
+/// A `takedown` child whose stdout is read line by line and whose stderr
+/// goes to a file, shown when the child exits before saying what it should.
+struct Watched {
+    child: Killed,
+    out: BufReader<ChildStdout>,
+    log: PathBuf,
+}
+
+impl Watched {
+    fn spawn(mut command: Command, log: PathBuf) -> Watched {
+        let mut child = Killed(
+            command
+                .stdout(Stdio::piped())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
         );
-        if let Some(rest) = line.trim_end().strip_prefix(prefix) {
-            return rest.to_owned();
+        let out = BufReader::new(child.0.stdout.take().unwrap());
+        Watched { child, out, log }
+    }
+
+    /// Reads stdout lines until one starts with `prefix`; returns the rest.
+    fn line(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.out.read_line(&mut line).unwrap() == 0 {
+                let _ = self.child.0.wait();
+                let stderr = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("the child exited before printing {prefix:?}; its stderr:\n{stderr}");
+            }
+            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                return rest.to_owned();
+            }
         }
     }
 }
@@ -124,17 +147,12 @@ fn sinkhole_publishes_and_ingest_stores() {
     let url = format!("nats://127.0.0.1:{port}");
 
     // The ingest host starts first and binds its durable consumer.
+    let logs = tempfile::tempdir().unwrap();
     let ingest_dir = tempfile::tempdir().unwrap();
-    let mut ingest = Killed(
-        takedown(ingest_dir.path())
-            .args(["ingest", "--from", &url, "--durable", "cli-test"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut ingest_out = BufReader::new(ingest.0.stdout.take().unwrap());
-    wait_for_line(&mut ingest_out, "consuming ");
+    let mut command = takedown(ingest_dir.path());
+    command.args(["ingest", "--from", &url, "--durable", "cli-test"]);
+    let mut ingest = Watched::spawn(command, logs.path().join("ingest.log"));
+    ingest.line("consuming ");
 
     // The sinkhole publishes; its own data directory gets no store.
     let sinkhole_dir = tempfile::tempdir().unwrap();
@@ -147,26 +165,19 @@ fn sinkhole_publishes_and_ingest_stores() {
          [stream]\nmax_age_secs = 3600\n",
     )
     .unwrap();
-    let mut sinkhole = Killed(
-        takedown(sinkhole_dir.path())
-            .arg("sinkhole")
-            .arg("--config")
-            .arg(&config)
-            .args(["--publish", &url])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut sinkhole_out = BufReader::new(sinkhole.0.stdout.take().unwrap());
-    let addr: SocketAddr = wait_for_line(&mut sinkhole_out, "listening http ")
-        .parse()
-        .unwrap();
+    let mut command = takedown(sinkhole_dir.path());
+    command
+        .arg("sinkhole")
+        .arg("--config")
+        .arg(&config)
+        .args(["--publish", &url]);
+    let mut sinkhole = Watched::spawn(command, logs.path().join("sinkhole.log"));
+    let addr: SocketAddr = sinkhole.line("listening http ").parse().unwrap();
     let n = 300u64;
     for i in 0..n {
         crate::durability::check_in(addr, i).unwrap();
     }
-    terminate(&mut sinkhole.0);
+    terminate(&mut sinkhole.child.0);
     assert!(
         !sinkhole_dir.path().join(takedown_store::DB_FILE).exists(),
         "a publishing sinkhole wrote a local store"
@@ -180,8 +191,8 @@ fn sinkhole_publishes_and_ingest_stores() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    terminate(&mut ingest.0);
-    let summary = wait_for_line(&mut ingest_out, "ingested ");
+    terminate(&mut ingest.child.0);
+    let summary = ingest.line("ingested ");
     assert!(
         summary.starts_with(&format!("{n} events from ")),
         "{summary}"
