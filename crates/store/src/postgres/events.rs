@@ -81,10 +81,20 @@ const STAGE_TYPES: &[Type] = &[
     Type::INT8,
 ];
 
-/// Whether the staged fold's sample is newer than the stored one.
-macro_rules! newer {
-    () => {
-        "(excluded.last_seen > r.last_seen OR (excluded.last_seen = r.last_seen AND excluded.sample_rank > r.sample_rank))"
+/// Assignments that take each named column from the staged fold when its
+/// sample is newer than the stored one (a later `last_seen`, or the same one
+/// and a higher `sample_rank`), and keep the stored value otherwise.
+macro_rules! newer_wins {
+    ($($col:ident),+) => {
+        concat!($(
+            stringify!($col),
+            " = CASE WHEN excluded.last_seen > r.last_seen OR (excluded.last_seen = r.last_seen \
+             AND excluded.sample_rank > r.sample_rank) THEN excluded.",
+            stringify!($col),
+            " ELSE r.",
+            stringify!($col),
+            " END,\n",
+        )+)
     };
 }
 
@@ -111,34 +121,19 @@ const MERGE_STAGE: &str = concat!(
         first_seen = LEAST(r.first_seen, excluded.first_seen),
         last_seen = GREATEST(r.last_seen, excluded.last_seen),
         count = r.count + excluded.count,
-        sample_rank = CASE WHEN ",
-    newer!(),
-    " THEN excluded.sample_rank ELSE r.sample_rank END,
-        prefix = CASE WHEN ",
-    newer!(),
-    " THEN excluded.prefix ELSE r.prefix END,
-        asn = CASE WHEN ",
-    newer!(),
-    " THEN excluded.asn ELSE r.asn END,
-        as_name = CASE WHEN ",
-    newer!(),
-    " THEN excluded.as_name ELSE r.as_name END,
-        country = CASE WHEN ",
-    newer!(),
-    " THEN excluded.country ELSE r.country END,
-        sample_url = CASE WHEN ",
-    newer!(),
-    " THEN excluded.sample_url ELSE r.sample_url END,
-        sample_host = CASE WHEN ",
-    newer!(),
-    " THEN excluded.sample_host ELSE r.sample_host END,
-        sample_agent = CASE WHEN ",
-    newer!(),
-    " THEN excluded.sample_agent ELSE r.sample_agent END,
-        dst_port = CASE WHEN ",
-    newer!(),
-    " THEN excluded.dst_port ELSE r.dst_port END,
-        agents = CASE WHEN r.agents = excluded.agents THEN r.agents ELSE
+",
+    newer_wins!(
+        sample_rank,
+        prefix,
+        asn,
+        as_name,
+        country,
+        sample_url,
+        sample_host,
+        sample_agent,
+        dst_port
+    ),
+    "        agents = CASE WHEN r.agents = excluded.agents THEN r.agents ELSE
             ARRAY(SELECT DISTINCT a FROM unnest(r.agents || excluded.agents) AS a ORDER BY a LIMIT 8)
             END,
         port_window = GREATEST(r.port_window, excluded.port_window),
