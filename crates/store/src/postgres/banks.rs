@@ -318,7 +318,21 @@ impl PgStore {
             let id = bank_id(&mut tx, bank, true)?;
             let version = next_version(&mut tx)?;
             let mut removed = 0u64;
-            let mut gone = |tx: &mut Transaction<'_>, rows: Vec<Row>| -> Result<(), Error> {
+            // Deletes the entries whose `column` is one of `values` and
+            // records a tombstone for each.
+            let mut delete = |tx: &mut Transaction<'_>,
+                              column: &str,
+                              values: &(dyn ToSql + Sync)|
+             -> Result<(), Error> {
+                let rows = tx
+                    .query(
+                        &format!(
+                            "DELETE FROM bank_entries WHERE bank_id = $1 AND {column} = ANY($2)
+                             RETURNING id"
+                        ),
+                        &[&id, values],
+                    )
+                    .map_err(Error::postgres("removing entries"))?;
                 let ids: Vec<i64> = rows.iter().map(|r| col(r, 0)).collect::<Result<_, _>>()?;
                 if ids.is_empty() {
                     return Ok(());
@@ -336,27 +350,13 @@ impl PgStore {
                 Keys::Ids(all) => {
                     for chunk in all.chunks(CHUNK) {
                         let ids: Vec<i64> = chunk.iter().map(|e| to_i64(e.0)).collect();
-                        let rows = tx
-                            .query(
-                                "DELETE FROM bank_entries WHERE bank_id = $1 AND id = ANY($2)
-                                 RETURNING id",
-                                &[&id, &ids],
-                            )
-                            .map_err(Error::postgres("removing entries"))?;
-                        gone(&mut tx, rows)?;
+                        delete(&mut tx, "id", &ids)?;
                     }
                 }
                 Keys::Hashes(all) => {
                     for chunk in all.chunks(CHUNK) {
                         let hashes: Vec<&[u8]> = chunk.iter().map(|h| &h.0[..]).collect();
-                        let rows = tx
-                            .query(
-                                "DELETE FROM bank_entries WHERE bank_id = $1 AND hash = ANY($2)
-                                 RETURNING id",
-                                &[&id, &hashes],
-                            )
-                            .map_err(Error::postgres("removing entries"))?;
-                        gone(&mut tx, rows)?;
+                        delete(&mut tx, "hash", &hashes)?;
                     }
                 }
             }
