@@ -279,6 +279,28 @@ pub struct RecordPage {
     pub next: Option<Cursor>,
 }
 
+impl RecordPage {
+    /// The page of a query that asked for `limit + 1` records: the extra
+    /// record only tells that another page follows, which then resumes after
+    /// the last record kept.
+    pub(crate) fn cut(mut records: Vec<HostRecord>, limit: usize) -> RecordPage {
+        let next = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| {
+                Cursor(CursorKey {
+                    modified: r.modified.0,
+                    day: r.day,
+                    ip: ip_bytes(r.ip),
+                    family: r.family.as_ref().map_or("", Family::as_str).to_owned(),
+                })
+            })
+        } else {
+            None
+        };
+        RecordPage { records, next }
+    }
+}
+
 /// The time bucket of a footprint rollup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Window {
@@ -286,6 +308,26 @@ pub enum Window {
     Day,
     /// Seven UTC days, Monday to Sunday.
     Week,
+}
+
+impl Window {
+    /// The footprint query over the host records that `clause` selects, in
+    /// SQL both stores run alike.
+    pub(crate) fn footprint_sql(self, clause: &str) -> String {
+        let bucket = match self {
+            Window::Day => "day",
+            // 1970-01-05, day 4, was a Monday; the double remainder keeps
+            // days before the epoch in their own week.
+            Window::Week => "(day - (((day - 4) % 7) + 7) % 7)",
+        };
+        // SQLite sorts NULLs first by itself, PostgreSQL only when told.
+        format!(
+            "SELECT {bucket} AS bucket, family, country, asn, count(DISTINCT ip)
+             FROM host_records WHERE {clause}
+             GROUP BY bucket, family, country, asn
+             ORDER BY bucket, family, country NULLS FIRST, asn NULLS FIRST"
+        )
+    }
 }
 
 /// Unique infected addresses in one bucket of a footprint rollup.
@@ -325,6 +367,19 @@ pub struct AppendReport {
     pub records: u64,
     /// The `modified` stamp given to those records.
     pub modified: Timestamp,
+}
+
+impl AppendReport {
+    /// The report of a committed batch of `events` that touched `records`
+    /// host records, logged the same way by every store.
+    pub(crate) fn committed(events: usize, records: usize, modified: i64) -> AppendReport {
+        tracing::debug!(events, records, "Event batch committed.");
+        AppendReport {
+            events: events as u64,
+            records: records as u64,
+            modified: Timestamp(modified),
+        }
+    }
 }
 
 /// Which logged events a scan wants. Conditions combine with AND.

@@ -33,8 +33,8 @@ use crate::Error;
 use crate::column::{asn_from, kind_code, kind_from_code, parse_opt, port_from};
 use crate::fold::Fold;
 use crate::record::{
-    AppendReport, ByteRange, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore,
-    FilterSql, FootprintRow, MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes,
+    AppendReport, ByteRange, Cursor, EventCount, EventId, EventQuery, EventStore, FilterSql,
+    FootprintRow, MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes,
     parse_record_id,
 };
 #[cfg(doc)]
@@ -500,16 +500,7 @@ impl EventStore for PgStore {
                 .map_err(Error::postgres("committing an event batch"))?;
             Ok(modified)
         })?;
-        tracing::debug!(
-            events = events.len(),
-            records = folds.len(),
-            "Event batch committed."
-        );
-        Ok(AppendReport {
-            events: events.len() as u64,
-            records: folds.len() as u64,
-            modified: Timestamp(modified),
-        })
+        Ok(AppendReport::committed(events.len(), folds.len(), modified))
     }
 
     fn host_records(
@@ -545,24 +536,11 @@ impl EventStore for PgStore {
             let rows = c
                 .query(&sql, &refs(&params))
                 .map_err(Error::postgres("querying host records"))?;
-            let mut records = rows
+            let records = rows
                 .iter()
                 .map(record_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = if records.len() > limit {
-                records.truncate(limit);
-                records.last().map(|r| {
-                    Cursor(CursorKey {
-                        modified: r.modified.0,
-                        day: r.day,
-                        ip: ip_bytes(r.ip),
-                        family: r.family.as_ref().map_or("", Family::as_str).to_owned(),
-                    })
-                })
-            } else {
-                None
-            };
-            Ok(RecordPage { records, next })
+            Ok(RecordPage::cut(records, limit))
         })
     }
 
@@ -587,18 +565,7 @@ impl EventStore for PgStore {
     fn footprint(&self, filter: &RecordFilter, window: Window) -> Result<Vec<FootprintRow>, Error> {
         let mut params = Vec::new();
         let clause = filter.to_sql(&mut PgFilter(&mut params))?;
-        let bucket = match window {
-            Window::Day => "day",
-            // 1970-01-05, day 4, was a Monday.
-            Window::Week => "(day - mod(mod(day - 4, 7) + 7, 7))",
-        };
-        // NULLs sort first, as in SQLite.
-        let sql = format!(
-            "SELECT {bucket} AS bucket, family, country, asn, count(DISTINCT ip)
-             FROM host_records WHERE {clause}
-             GROUP BY bucket, family, country, asn
-             ORDER BY bucket, family, country NULLS FIRST, asn NULLS FIRST"
-        );
+        let sql = window.footprint_sql(&clause);
         self.with(|c| {
             c.query(&sql, &refs(&params))
                 .map_err(Error::postgres("computing a footprint"))?

@@ -45,8 +45,8 @@ use crate::Error;
 use crate::column::{asn_from, kind_code, kind_from_code, parse_opt, port_from};
 use crate::fold::{Fold, IpKey};
 use crate::record::{
-    AppendReport, ByteRange, Cursor, CursorKey, EventCount, EventId, EventQuery, EventStore,
-    FilterSql, FootprintRow, MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes,
+    AppendReport, ByteRange, Cursor, EventCount, EventId, EventQuery, EventStore, FilterSql,
+    FootprintRow, MAX_PAGE, RecordFilter, RecordPage, Window, ip_bytes, ip_from_bytes,
     parse_record_id,
 };
 
@@ -727,16 +727,7 @@ impl EventStore for SqliteStore {
                     Err(e) => tracing::warn!(error = %e, "Compacting record deltas failed; will retry."),
                 }
             }
-            tracing::debug!(
-                events = events.len(),
-                records = folds.len(),
-                "Event batch committed."
-            );
-            Ok(AppendReport {
-                events: events.len() as u64,
-                records: folds.len() as u64,
-                modified: Timestamp(modified),
-            })
+            Ok(AppendReport::committed(events.len(), folds.len(), modified))
         })
     }
 
@@ -775,20 +766,7 @@ impl EventStore for SqliteStore {
             for r in rows {
                 records.push(r.map_err(Error::sqlite("querying host records"))??);
             }
-            let next = if records.len() > limit {
-                records.truncate(limit);
-                records.last().map(|r| {
-                    Cursor(CursorKey {
-                        modified: r.modified.0,
-                        day: r.day,
-                        ip: ip_bytes(r.ip),
-                        family: r.family.as_ref().map_or("", Family::as_str).to_owned(),
-                    })
-                })
-            } else {
-                None
-            };
-            Ok(RecordPage { records, next })
+            Ok(RecordPage::cut(records, limit))
         })
     }
 
@@ -814,16 +792,7 @@ impl EventStore for SqliteStore {
     fn footprint(&self, filter: &RecordFilter, window: Window) -> Result<Vec<FootprintRow>, Error> {
         let mut params = Vec::new();
         let clause = filter.to_sql(&mut SqliteFilter(&mut params))?;
-        let bucket = match window {
-            Window::Day => "day",
-            // 1970-01-05, day 4, was a Monday.
-            Window::Week => "(day - (((day - 4) % 7) + 7) % 7)",
-        };
-        let sql = format!(
-            "SELECT {bucket} AS bucket, family, country, asn, COUNT(DISTINCT ip)
-             FROM host_records WHERE {clause}
-             GROUP BY bucket, family, country, asn ORDER BY bucket, family, country, asn"
-        );
+        let sql = window.footprint_sql(&clause);
         self.compact_if_pending()?;
         self.read(|conn| {
             let mut s = conn
