@@ -14,6 +14,11 @@ use crate::Error;
 /// Longest stream, subject prefix or consumer name accepted, in bytes.
 const MAX_NAME: usize = 128;
 
+/// Whether `c` may stand in a name or a subject token: `A-Z a-z 0-9 _ -`.
+fn plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
 /// The name of a JetStream stream or durable consumer: 1 to 128 characters
 /// from `A-Z a-z 0-9 _ -`, which are safe both in subjects and as file names
 /// on the server.
@@ -32,10 +37,7 @@ impl FromStr for Name {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Error> {
-        let ok = !s.is_empty()
-            && s.len() <= MAX_NAME
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let ok = !s.is_empty() && s.len() <= MAX_NAME && s.chars().all(plain);
         if ok {
             Ok(Name(s.to_owned()))
         } else {
@@ -91,13 +93,7 @@ impl SubjectPrefix {
         let mut s = String::with_capacity(self.0.len() + 1 + sensor.len());
         s.push_str(&self.0);
         s.push('.');
-        s.extend(sensor.chars().map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        }));
+        s.extend(sensor.chars().map(|c| if plain(c) { c } else { '_' }));
         s
     }
 
@@ -113,11 +109,7 @@ impl FromStr for SubjectPrefix {
     fn from_str(s: &str) -> Result<Self, Error> {
         let ok = !s.is_empty()
             && s.len() <= MAX_NAME
-            && s.split('.').all(|t| {
-                !t.is_empty()
-                    && t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-            });
+            && s.split('.').all(|t| !t.is_empty() && t.chars().all(plain));
         if ok {
             Ok(SubjectPrefix(s.to_owned()))
         } else {
