@@ -68,6 +68,15 @@ pub(crate) fn index_dir(data: &Path) -> PathBuf {
     data.join("index")
 }
 
+/// The async runtime of the long-running commands (sinkhole, ingest,
+/// import), with a worker per core.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// Loads enrichment data from `<data>/enrich/`, or `None` (with a warning)
 /// when there is none, so that events are still recorded, unattributed.
 pub(crate) fn load_enricher(data: &Path) -> anyhow::Result<Option<Arc<dyn Lookup>>> {

@@ -16,7 +16,7 @@ use takedown_store::Store;
 use tracing::{debug, info};
 
 use crate::Global;
-use crate::support::{load_enricher, open_store, progress_bar};
+use crate::support::{load_enricher, open_store, progress_bar, runtime};
 
 /// How many bad rows are printed; the rest are only counted.
 const MAX_REPORTED: usize = 50;
@@ -95,10 +95,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         batch_size: args.batch_size,
         ..PipelineConfig::for_import()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = runtime()?;
     let started = Instant::now();
     let outcome = rt.block_on(import(&args, config, lookup, store, sqlite))?;
     let secs = started.elapsed().as_secs_f64();

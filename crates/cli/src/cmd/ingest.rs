@@ -9,7 +9,7 @@ use tracing::info;
 
 use crate::Global;
 use crate::cmd::sinkhole::shutdown_signal;
-use crate::support::{load_enricher, open_store};
+use crate::support::{load_enricher, open_store, runtime};
 
 /// Arguments of `takedown ingest`.
 #[derive(Debug, clap::Args)]
@@ -44,10 +44,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         ack_wait_secs: args.ack_wait,
         ..ConsumerConfig::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = runtime()?;
     rt.block_on(async move {
         let c = Consumer::connect(&stream, &consumer)
             .await

@@ -14,7 +14,7 @@ use takedown_stream::{Publisher, StreamConfig};
 use tracing::info;
 
 use crate::Global;
-use crate::support::{load_enricher, open_store};
+use crate::support::{load_enricher, open_store, runtime};
 
 /// Arguments of `takedown sinkhole`.
 #[derive(Debug, clap::Args)]
@@ -67,10 +67,7 @@ pub(crate) fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         None => Box::new(StoreSink(open_store(global, &data)?.shared())),
     };
     let lookup = load_enricher(&data)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = runtime()?;
     rt.block_on(serve(config, ingest, lookup, sink))
 }
 
