@@ -2,6 +2,8 @@
 
 #[path = "cli/bank.rs"]
 mod bank;
+#[path = "cli/child.rs"]
+mod child;
 #[path = "cli/demo.rs"]
 mod demo;
 #[path = "cli/durability.rs"]

@@ -11,15 +11,16 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::ops::ControlFlow;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use takedown_store::{EventQuery, EventStore, SqliteStore};
+
+use crate::child::{Watched, takedown, terminate};
 
 /// The flush window the child runs with.
 const WINDOW: Duration = Duration::from_millis(250);
@@ -29,7 +30,7 @@ const SLACK: Duration = Duration::from_millis(750);
 const LOAD: Duration = Duration::from_secs(3);
 
 /// Starts `takedown sinkhole` and returns it with its HTTP address.
-fn start(data: &std::path::Path) -> (Child, SocketAddr) {
+fn start(data: &std::path::Path) -> (Watched, SocketAddr) {
     let config = data.join("sinkhole.toml");
     std::fs::write(
         &config,
@@ -42,30 +43,11 @@ fn start(data: &std::path::Path) -> (Child, SocketAddr) {
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_takedown"))
-        .arg("--data")
-        .arg(data)
-        .arg("sinkhole")
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run takedown sinkhole");
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("takedown sinkhole exited before listening")
-            .unwrap();
-        if let Some(a) = line.strip_prefix("listening http ") {
-            break a.parse().unwrap();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
+    let mut command = takedown(data);
+    command.arg("sinkhole").arg("--config").arg(&config);
+    let mut sinkhole = Watched::spawn(command, data.join("sinkhole.log"));
+    let addr = sinkhole.line("listening http ").parse().unwrap();
+    (sinkhole, addr)
 }
 
 /// One check-in; `Ok` once the sinkhole has answered it.
@@ -88,7 +70,7 @@ pub(crate) fn check_in(addr: SocketAddr, i: u64) -> std::io::Result<()> {
 #[test]
 fn sigkill_under_load_loses_nothing_older_than_the_flush_window() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(dir.path());
+    let (mut sinkhole, addr) = start(dir.path());
 
     // Two bots check in as fast as they are answered, each noting when every
     // check-in was answered.
@@ -114,8 +96,8 @@ fn sigkill_under_load_loses_nothing_older_than_the_flush_window() {
 
     std::thread::sleep(LOAD);
     let killed_at = Instant::now();
-    child.kill().unwrap(); // SIGKILL on Unix.
-    child.wait().unwrap();
+    sinkhole.child.0.kill().unwrap(); // SIGKILL on Unix.
+    sinkhole.child.0.wait().unwrap();
     stop.store(true, Ordering::Relaxed);
     let answered: Vec<(u64, Instant)> = bots.into_iter().flat_map(|b| b.join().unwrap()).collect();
 
@@ -168,12 +150,12 @@ fn sigkill_under_load_loses_nothing_older_than_the_flush_window() {
 #[test]
 fn sigterm_flushes_every_answered_check_in() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start(dir.path());
+    let (mut sinkhole, addr) = start(dir.path());
     let n = 200u64;
     for i in 0..n {
         check_in(addr, i).unwrap();
     }
-    crate::stream::terminate(&mut child);
+    terminate(&mut sinkhole.child.0);
 
     let store = SqliteStore::open(dir.path()).unwrap();
     let mut count = 0u64;

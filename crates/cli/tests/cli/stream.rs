@@ -5,24 +5,15 @@
 //! passes, unless `TAKEDOWN_REQUIRE_NATS=1` is set.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use takedown_store::{EventQuery, EventStore, SqliteStore};
 
-/// A child process killed when dropped, so a failing test leaves none behind.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::child::{Killed, Watched, takedown, terminate};
 
 fn nats_server() -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -42,62 +33,6 @@ fn nats_server() -> Option<PathBuf> {
         );
     }
     found
-}
-
-fn takedown(data: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_takedown"));
-    c.arg("--data").arg(data);
-    c
-}
-
-/// A `takedown` child whose stdout is read line by line and whose stderr
-/// goes to a file, shown when the child exits before saying what it should.
-struct Watched {
-    child: Killed,
-    out: BufReader<ChildStdout>,
-    log: PathBuf,
-}
-
-impl Watched {
-    fn spawn(mut command: Command, log: PathBuf) -> Watched {
-        let mut child = Killed(
-            command
-                .stdout(Stdio::piped())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
-        );
-        let out = BufReader::new(child.0.stdout.take().unwrap());
-        Watched { child, out, log }
-    }
-
-    /// Reads stdout lines until one starts with `prefix`; returns the rest.
-    fn line(&mut self, prefix: &str) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if self.out.read_line(&mut line).unwrap() == 0 {
-                let _ = self.child.0.wait();
-                let stderr = std::fs::read_to_string(&self.log).unwrap_or_default();
-                panic!("the child exited before printing {prefix:?}; its stderr:\n{stderr}");
-            }
-            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
-                return rest.to_owned();
-            }
-        }
-    }
-}
-
-/// Stops a child with SIGTERM and requires a clean exit.
-pub(crate) fn terminate(child: &mut Child) {
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
-    assert!(exit.success(), "exited with {exit}");
 }
 
 /// The `n` of every stored `/gate.php?n=N` check-in, in order.
